@@ -1,0 +1,1 @@
+"""BEGAN: Boundary Equilibrium Generative Adversarial Networks (Berthelot, Schumm, Metz, 2017)."""
