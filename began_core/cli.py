@@ -1,0 +1,318 @@
+"""`python -m began_core train | sample`: the command line over train.py and hub.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+
+DESCRIPTION = """\
+BEGAN (Boundary Equilibrium GAN, Berthelot, Schumm and Metz 2017): the discriminator is an
+auto-encoder, and a proportional controller k_t keeps generator and discriminator in balance.
+
+  gamma     the diversity ratio E[L(G(z))] / E[L(x)] the controller aims at: lower gamma makes
+            D focus on reconstructing real images, giving sharper but less varied samples
+            (the paper shows 0.3, 0.5, 0.7).
+  lambda_k  the controller's gain: how far k_t moves per step in response to the imbalance
+            gamma * L(x) - L(G(z)) (paper: 0.001).
+"""
+
+# CLI flag -> (section, field). A flag left unset keeps the stored/default value.
+FLAGS: dict[str, tuple[str, str]] = {
+    "resolution": ("model", "resolution"),
+    "channels": ("model", "channels"),
+    "filters": ("model", "n"),
+    "h_dim": ("model", "Nh"),
+    "z_dim": ("model", "Nz"),
+    "convs_per_scale": ("model", "convs_per_scale"),
+    "skip": ("model", "skip"),
+    "vanishing_residual": ("model", "vanishing_residual"),
+    "steps": ("train", "steps"),
+    "batch_size": ("train", "batch_size"),
+    "gamma": ("train", "gamma"),
+    "lambda_k": ("train", "lambda_k"),
+    "k0": ("train", "k_0"),
+    "eta": ("train", "eta"),
+    "lr": ("train", "lr"),
+    "beta1": ("train", "beta1"),
+    "beta2": ("train", "beta2"),
+    "lr_window": ("train", "lr_window"),
+    "lr_tolerance": ("train", "lr_tolerance"),
+    "lr_min": ("train", "lr_min"),
+    "carry_steps": ("train", "carry_steps"),
+    "seed": ("train", "seed"),
+    "log_every": ("train", "log_every"),
+    "sample_every": ("train", "sample_every"),
+    "checkpoint_every": ("train", "checkpoint_every"),
+    "keep_checkpoints": ("train", "keep_checkpoints"),
+    "device": ("train", "device"),
+    "deterministic": ("train", "deterministic"),
+    "data": ("data", "source"),
+    "celeba_crop": ("data", "celeba_crop"),
+    "max_images": ("data", "max_images"),
+}
+# What a resume may change: how long to train and how often to report.
+RESUMABLE = {"steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "device"}
+GREYSCALE_BUILTINS = {"fashion-mnist"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m began_core",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser(
+        "train",
+        help="train a BEGAN (or resume one)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d = ModelConfig(), TrainConfig(), DataConfig()
+    g = t.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        help=f"built-in dataset name, image folder or .zip (default {d[2].source}); built-ins: see `python -m began_core datasets`",
+    )
+    g.add_argument(
+        "--celeba-crop",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="crop CelebA's aligned 178x218 images to the 128x128 box at (25, 50) (default: detect)",
+    )
+    g.add_argument("--max-images", type=int, help="use at most this many images")
+    g = t.add_argument_group("run")
+    g.add_argument("--out", type=Path, help="run directory to create")
+    g.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue a run from its last checkpoint (optionally with a larger --steps)",
+    )
+    g.add_argument("--steps", type=int, help=f"total training steps (default {d[1].steps})")
+    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    g.add_argument(
+        "--seed", type=int, help=f"seed of weights, noise and data order (default {d[1].seed})"
+    )
+    g.add_argument(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help="deterministic algorithms (bit-exact resume)",
+    )
+    g.add_argument(
+        "--log-every", type=int, help=f"steps per metrics record (default {d[1].log_every})"
+    )
+    g.add_argument(
+        "--sample-every", type=int, help=f"steps per sample grid (default {d[1].sample_every})"
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help=f"steps per checkpoint (default {d[1].checkpoint_every})",
+    )
+    g.add_argument(
+        "--keep-checkpoints", type=int, help=f"checkpoints kept (default {d[1].keep_checkpoints})"
+    )
+    g.add_argument(
+        "--dry-run", action="store_true", help="print the resolved configuration and exit"
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bar; one line per record")
+    g = t.add_argument_group("model (paper Figure 1)")
+    g.add_argument("--resolution", type=int, help=f"32, 64, 128 or 256 (default {d[0].resolution})")
+    g.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        help="3 colour, 1 greyscale (default: 1 for fashion-mnist, else 3)",
+    )
+    g.add_argument("--filters", type=int, help=f"n, filters of the first scale (default {d[0].n})")
+    g.add_argument("--h-dim", type=int, help=f"Nh, size of D's embedding (default {d[0].Nh})")
+    g.add_argument("--z-dim", type=int, help=f"Nz, size of z (default {d[0].Nz})")
+    g.add_argument("--convs-per-scale", type=int, help=f"(default {d[0].convs_per_scale})")
+    g.add_argument("--skip", action="store_true", default=None, help="paper's skip connections")
+    g.add_argument(
+        "--vanishing-residual",
+        action="store_true",
+        default=None,
+        help="paper's vanishing residuals (with --carry-steps)",
+    )
+    g.add_argument(
+        "--carry-steps", type=int, help="steps over which the residual carry decays from 1 to 0"
+    )
+    g = t.add_argument_group("equilibrium and optimiser")
+    g.add_argument("--gamma", type=float, help=f"diversity ratio in (0, 1] (default {d[1].gamma})")
+    g.add_argument(
+        "--lambda-k", type=float, help=f"gain of the k_t controller (default {d[1].lambda_k})"
+    )
+    g.add_argument("--k0", type=float, help=f"initial k_t (default {d[1].k_0})")
+    g.add_argument(
+        "--eta", type=int, choices=(1, 2), help="norm of the auto-encoder loss (default 1)"
+    )
+    g.add_argument("--batch-size", type=int, help=f"(default {d[1].batch_size})")
+    g.add_argument("--lr", type=float, help=f"Adam learning rate (default {d[1].lr})")
+    g.add_argument("--beta1", type=float, help=f"(default {d[1].beta1})")
+    g.add_argument("--beta2", type=float, help=f"(default {d[1].beta2})")
+    g.add_argument(
+        "--lr-window",
+        type=int,
+        help=f"halve lr when the mean M_global of a window of this many steps does not improve (default {d[1].lr_window})",
+    )
+    g.add_argument(
+        "--lr-tolerance", type=float, help="relative improvement a window must show (default 0)"
+    )
+    g.add_argument(
+        "--lr-min", type=float, help=f"floor of the learning rate (default {d[1].lr_min})"
+    )
+
+    s = sub.add_parser("sample", help="write a grid of samples from a checkpoint or a run")
+    s.add_argument("checkpoint", help="checkpoint folder, run directory, or Hub repo id")
+    s.add_argument("--out", type=Path, default=Path("samples.png"))
+    s.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    s.add_argument("--nrow", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="cpu")
+
+    sub.add_parser("datasets", help="list the built-in datasets")
+    return p
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """Defaults (or the stored config, on resume) overridden by the flags that were given."""
+    given = {k: v for k, v in vars(args).items() if k in FLAGS and v is not None}
+    if args.resume is not None:
+        from .runs import RunDir
+
+        base = RunDir(args.resume).read_config().to_dict()
+    else:
+        base = RunConfig().to_dict()
+        source = given.get("data", base["data"]["source"])
+        if "channels" not in given and str(source) in GREYSCALE_BUILTINS:
+            given["channels"] = 1
+    for flag, value in given.items():
+        section, name = FLAGS[flag]
+        base[section][name] = str(value) if flag == "data" else value
+    return RunConfig.from_dict(base)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if (args.out is None) == (args.resume is None):
+        raise ConfigError("give exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR.")
+    config = resolve_config(args)
+    run_dir = args.resume or args.out
+    if args.dry_run:
+        print(json.dumps({"run_dir": str(run_dir), **config.to_dict()}, indent=2))
+        return 0
+
+    from .runs import RunDir
+    from .train import NonFiniteLossError, train
+
+    run = RunDir(run_dir)
+    interrupts = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        interrupts.append(signum)
+        if len(interrupts) > 1 and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.request_stop()  # the loop finishes its step, checkpoints, and exits
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    done = run.checkpoints()
+    start = done[-1][0] if (args.resume is not None and done) else 0
+    records = train(config, run_dir, resume=args.resume is not None, meta={"command": _command()})
+    try:
+        first = next(records, None)  # opens the data and writes the run dir before the bar shows
+        if first is not None:
+            _report(first, config, start, args.quiet, records)
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return _finish(run)
+
+
+def _report(first: dict, config: RunConfig, start: int, quiet: bool, records: Any) -> None:
+    from tqdm import tqdm
+
+    total = config.train.steps
+    with tqdm(total=total, initial=start, disable=quiet, unit="step", dynamic_ncols=True) as bar:
+        for r in _chain(first, records):
+            bar.update(r["step"] - bar.n)
+            bar.set_postfix_str(
+                f"k_t={r['k_t']:.4f} M_global={r['M_global']:.4f} {r['images_per_s']:.0f} img/s"
+            )
+            if quiet:
+                print(
+                    f"step {r['step']}/{total} k_t={r['k_t']:.4f} L_x={r['L_x']:.4f} "
+                    f"L_G={r['L_G']:.4f} M_global={r['M_global']:.4f} lr={r['lr']:.2e} "
+                    f"{r['images_per_s']:.0f} img/s eta {r['eta_s']:.0f}s",
+                    flush=True,
+                )
+
+
+def _chain(first: dict, rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+def _finish(run: Any) -> int:
+    status = run.read_status()
+    print(f"{status['state']} at step {status.get('step')}: {run.path}", file=sys.stderr)
+    return 0
+
+
+def _command() -> str:
+    return "python -m began_core " + " ".join(sys.argv[1:])
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from .hub import load
+    from .images import save_grid
+    from .runs import RunDir
+
+    source: Any = args.checkpoint
+    run = RunDir(source)
+    if run.exists():
+        source = run.latest_checkpoint()
+        if source is None:
+            raise ConfigError(f"run {run.path} has no checkpoint yet.")
+    model = load(source, device=args.device)
+    z = model.sample_z(args.n, generator=torch.Generator(args.device).manual_seed(args.seed))
+    save_grid(model.generate(z), args.out, nrow=args.nrow)
+    print(f"wrote {args.n} samples of {source} to {args.out}")
+    return 0
+
+
+def cmd_datasets(_: argparse.Namespace) -> int:
+    from .data import BUILTIN_DATASETS
+
+    for name, description in BUILTIN_DATASETS.items():
+        print(f"{name:16s} {description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .data import DatasetError
+    from .hub import CheckpointError
+
+    try:
+        return {"train": cmd_train, "sample": cmd_sample, "datasets": cmd_datasets}[args.command](
+            args
+        )
+    except (ConfigError, DatasetError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,136 @@
+"""Frozen configuration of a BEGAN run: the model, its training and its data.
+
+Every run writes the three of them, resolved, into its `config.json`; a checkpoint stores the
+model part, from which `BEGAN(config)` rebuilds the exact architecture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SUPPORTED_RESOLUTIONS = (32, 64, 128, 256)
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the value and the fix."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Paper Figure 1. The bottom of both networks is always 8x8."""
+
+    resolution: int = 32  # square images, one of SUPPORTED_RESOLUTIONS
+    channels: int = 3  # 3 for colour, 1 for greyscale
+    n: int = 64  # filters of the first scale; scale i has (i + 1) * n in the encoder
+    Nh: int = 64  # embedding size of the discriminator's bottleneck h
+    Nz: int = 64  # generator input size, z ~ U[-1, 1]^Nz
+    convs_per_scale: int = 2
+    skip: bool = False  # paper's skip connections: upsampled h0 concatenated at every scale
+    vanishing_residual: bool = False  # paper's carry blend, decays to plain convs
+
+    def __post_init__(self) -> None:
+        if self.resolution not in SUPPORTED_RESOLUTIONS:
+            raise ConfigError(
+                f"resolution {self.resolution} is not supported: BEGAN halves the image down to "
+                f"8x8, so use one of {', '.join(map(str, SUPPORTED_RESOLUTIONS))}."
+            )
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 (greyscale) or 3 (colour), got {self.channels}.")
+        for name in ("n", "Nh", "Nz", "convs_per_scale"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+
+    @property
+    def num_scales(self) -> int:
+        """Scales in each network: 32 -> 3 (32, 16, 8), 64 -> 4, 128 -> 5, 256 -> 6."""
+        return int(math.log2(self.resolution // 8)) + 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation and the equilibrium controller."""
+
+    steps: int = 10_000
+    batch_size: int = 16
+    gamma: float = 0.5  # diversity ratio E[L(G(z))] / E[L(x)]
+    lambda_k: float = 0.001  # proportional gain of the k_t controller
+    k_0: float = 0.0
+    eta: int = 1  # pixel norm of the auto-encoder loss, 1 or 2
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    # Learning-rate rule: every `lr_window` steps, the mean M_global over that window is
+    # compared with the best earlier window mean; if it is not lower by `lr_tolerance`
+    # (relative), the learning rate of both optimizers is halved, never below `lr_min`.
+    lr_window: int = 2_000
+    lr_tolerance: float = 0.0
+    lr_min: float = 1e-6
+    carry_steps: int = 0  # vanishing residual: carry c decays linearly from 1 to 0 over these steps
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 500
+    checkpoint_every: int = 1_000
+    keep_checkpoints: int = 3
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
+    deterministic: bool = False  # torch.use_deterministic_algorithms, for bit-exact resume tests
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.gamma, (int, float)) and 0.0 < self.gamma <= 1.0):
+            raise ConfigError(
+                f"gamma must be in (0, 1], got {self.gamma}: it is the target ratio "
+                "E[L(G(z))] / E[L(x)]; the paper uses 0.3, 0.5 and 0.7."
+            )
+        if not 0.0 <= self.k_0 <= 1.0:
+            raise ConfigError(f"k_0 must be in [0, 1], got {self.k_0}.")
+        if self.lambda_k <= 0:
+            raise ConfigError(f"lambda_k must be positive, got {self.lambda_k} (paper: 0.001).")
+        if self.eta not in (1, 2):
+            raise ConfigError(f"eta must be 1 or 2, got {self.eta}.")
+        if not self.lr > 0 or not self.lr_min > 0:
+            raise ConfigError(f"lr and lr_min must be positive, got {self.lr} and {self.lr_min}.")
+        positive = ("steps", "batch_size", "lr_window", "log_every", "sample_every")
+        for name in (*positive, "checkpoint_every", "keep_checkpoints"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+        if self.carry_steps < 0:
+            raise ConfigError(f"carry_steps must be >= 0, got {self.carry_steps}.")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "fluent-faces"  # built-in name, folder, or .zip
+    celeba_crop: bool | None = None  # None: detect CelebA's aligned 178x218 images
+    max_images: int | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        return cls(
+            model=_build(ModelConfig, d.get("model", {})),
+            train=_build(TrainConfig, d.get("train", {})),
+            data=_build(DataConfig, d.get("data", {})),
+        )
+
+
+def _build(kind: type, values: dict[str, Any]) -> Any:
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(
+            f"unknown {kind.__name__} keys {sorted(unknown)}; known keys: {sorted(known)}."
+        )
+    return kind(**values)

@@ -1,0 +1,211 @@
+"""The run directory: the only contract between the trainer (writes) and the dashboard (reads).
+
+    RUN/
+      config.json          resolved RunConfig (+ "meta": command, versions, start time)
+      metrics.jsonl        one JSON object per logged step, appended and flushed
+      status.json          {"state": running | finished | stopped | failed, "step", "error", ...}
+      samples/step_0000500.png   G(z) for one fixed z, by step
+      checkpoints/step_0001000/  a model repository + training_state.pt, written atomically
+      checkpoints/latest.json    {"step": ..., "path": "step_0001000"}
+      STOP                 created by anyone who wants the trainer to stop gracefully
+
+Readers tolerate a half-written last line of metrics.jsonl; every other file is replaced
+atomically (temp file, fsync, rename), so it is either the old version or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+
+STATES = ("running", "finished", "stopped", "failed")
+_STEP_RE = re.compile(r"step_(\d+)")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in path.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(path)
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.config_path = self.path / "config.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.status_path = self.path / "status.json"
+        self.samples_dir = self.path / "samples"
+        self.checkpoints_dir = self.path / "checkpoints"
+        self.stop_path = self.path / "STOP"
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    def create(self) -> None:
+        for d in (self.path, self.samples_dir, self.checkpoints_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # config.json
+    def write_config(self, config: RunConfig, meta: dict[str, Any] | None = None) -> None:
+        data = {**config.to_dict(), "meta": meta or {}}
+        atomic_write_text(self.config_path, json.dumps(data, indent=2) + "\n")
+
+    def read_config(self) -> RunConfig:
+        return RunConfig.from_dict(self.read_config_dict())
+
+    def read_config_dict(self) -> dict[str, Any]:
+        if not self.config_path.is_file():
+            raise FileNotFoundError(
+                f"{self.path} is not a run directory (no config.json); "
+                "start a run with `python -m began_core train --out DIR`."
+            )
+        return json.loads(self.config_path.read_text(encoding="utf-8"))
+
+    # metrics.jsonl
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """All complete records; a half-written last line (a writer mid-append) is ignored."""
+        if not self.metrics_path.is_file():
+            return []
+        records = []
+        with open(self.metrics_path, encoding="utf-8") as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    break
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return records
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """On resume, drop records logged after the checkpoint being resumed from."""
+        kept = [r for r in self.read_metrics() if r.get("step", 0) <= after_step]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    # status.json
+    def write_status(self, state: str, **fields: Any) -> None:
+        assert state in STATES, state
+        status = {"state": state, "pid": os.getpid(), "updated": time.time(), **fields}
+        atomic_write_text(self.status_path, json.dumps(status, indent=2) + "\n")
+
+    def read_status(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {"state": "unknown"}
+
+    # STOP
+    def request_stop(self) -> None:
+        self.stop_path.touch()
+
+    def stop_requested(self) -> bool:
+        return self.stop_path.exists()
+
+    def clear_stop(self) -> None:
+        self.stop_path.unlink(missing_ok=True)
+
+    # samples/
+    def sample_path(self, step: int) -> Path:
+        return self.samples_dir / f"step_{step:07d}.png"
+
+    def samples(self) -> list[tuple[int, Path]]:
+        return _by_step(self.samples_dir.glob("step_*.png"))
+
+    # checkpoints/
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        return _by_step(p for p in self.checkpoints_dir.glob("step_*") if p.is_dir())
+
+    def latest_checkpoint(self) -> Path | None:
+        pointer = self.checkpoints_dir / "latest.json"
+        try:
+            path = self.checkpoints_dir / json.loads(pointer.read_text())["path"]
+            if path.is_dir():
+                return path
+        except (FileNotFoundError, KeyError, json.JSONDecodeError):
+            pass
+        found = self.checkpoints()  # pointer lost: the newest complete folder
+        return found[-1][1] if found else None
+
+    def write_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 3) -> Path:
+        """`write(tmp_dir)` fills a temporary folder; it becomes `step_N` by one rename.
+
+        A crash at any moment leaves either no `step_N` or a complete one, and `latest.json`
+        always names a complete checkpoint.
+        """
+        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        final = self.checkpoints_dir / f"step_{step:07d}"
+        tmp = self.checkpoints_dir / f".tmp_step_{step:07d}_{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        write(tmp)
+        _fsync_tree(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(self.checkpoints_dir)
+        atomic_write_text(
+            self.checkpoints_dir / "latest.json",
+            json.dumps({"step": step, "path": final.name}) + "\n",
+        )
+        for _, old in self.checkpoints()[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+
+def _by_step(paths: Iterator[Path]) -> list[tuple[int, Path]]:
+    found = []
+    for p in paths:
+        m = _STEP_RE.fullmatch(p.stem if p.suffix == ".png" else p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def list_runs(root: str | os.PathLike) -> list[RunDir]:
+    """Run directories directly under `root`, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [RunDir(p) for p in root.iterdir() if (p / "config.json").is_file()]
+    return sorted(runs, key=lambda r: r.config_path.stat().st_mtime, reverse=True)
