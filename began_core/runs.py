@@ -178,8 +178,12 @@ class RunDir:
         tmp = self.checkpoints_dir / f".tmp_step_{step:07d}_{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        write(tmp)
-        _fsync_tree(tmp)
+        try:
+            write(tmp)
+            _fsync_tree(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)

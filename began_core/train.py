@@ -125,9 +125,8 @@ def train(
     torch.manual_seed(cfg_t.seed)
     random.seed(cfg_t.seed)
     model = BEGAN(cfg_m).to(device)
-    G, D = model.G, model.D
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg_t.lr, betas=(cfg_t.beta1, cfg_t.beta2))
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg_t.lr, betas=(cfg_t.beta1, cfg_t.beta2))
+    opt_G = torch.optim.Adam(model.G.parameters(), lr=cfg_t.lr, betas=(cfg_t.beta1, cfg_t.beta2))
+    opt_D = torch.optim.Adam(model.D.parameters(), lr=cfg_t.lr, betas=(cfg_t.beta1, cfg_t.beta2))
     z_gen = torch.Generator(device).manual_seed(cfg_t.seed)
     # One fixed z for every sample grid, so grids at different steps are comparable.
     z_fixed = torch.rand(
@@ -211,27 +210,12 @@ def train(
 
             # Update D: L_D = L(x) - k_t * L(G(z_D)).
             z_D = torch.rand(cfg_t.batch_size, cfg_m.Nz, generator=z_gen, device=device) * 2 - 1
-            with torch.no_grad():
-                fake_D = G(z_D)
-            L_x = ae_loss(x, D(x), cfg_t.eta).mean()
-            L_G_zD = ae_loss(fake_D, D(fake_D), cfg_t.eta).mean()
-            L_D = discriminator_loss(L_x, L_G_zD, k_t)
-            opt_D.zero_grad(set_to_none=True)
-            L_D.backward()
-            opt_D.step()
-
-            # Update G: L_G = L(G(z_G)), through a D whose weights take no gradient.
+            L_x, L_D = update_D(model, opt_D, x, z_D, k_t, cfg_t.eta)
+            # Update G: L_G = L(G(z_G)), with a fresh draw of z.
             z_G = torch.rand(cfg_t.batch_size, cfg_m.Nz, generator=z_gen, device=device) * 2 - 1
-            D.requires_grad_(False)
-            fake_G = G(z_G)
-            L_G = ae_loss(fake_G, D(fake_G), cfg_t.eta).mean()
-            opt_G.zero_grad(set_to_none=True)
-            L_G.backward()
-            opt_G.step()
-            D.requires_grad_(True)
+            L_G = update_G(model, opt_G, z_G, cfg_t.eta)
 
             # Update k_t: the proportional controller, and the convergence measure.
-            L_x, L_G = L_x.detach(), L_G.detach()
             M = M_global(L_x, L_G, cfg_t.gamma)
             sums.add(
                 L_x=L_x,
@@ -291,6 +275,43 @@ def train(
             run.clear_stop()
         if outcome != "failed":
             status(outcome, metrics=last)
+
+
+def update_D(
+    model: BEGAN,
+    opt_D: torch.optim.Optimizer,
+    x: torch.Tensor,
+    z_D: torch.Tensor,
+    k_t: float | torch.Tensor,
+    eta: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step on D's weights only: L_D = L(x) - k_t * L(G(z_D)). Returns (L(x), L_D), detached."""
+    G, D = model.G, model.D
+    with torch.no_grad():  # G is a constant here: no graph through it, no gradient into it
+        fake = G(z_D)
+    L_x = ae_loss(x, D(x), eta).mean()
+    L_D = discriminator_loss(L_x, ae_loss(fake, D(fake), eta).mean(), k_t)
+    opt_D.zero_grad(set_to_none=True)
+    L_D.backward()
+    opt_D.step()
+    return L_x.detach(), L_D.detach()
+
+
+def update_G(
+    model: BEGAN, opt_G: torch.optim.Optimizer, z_G: torch.Tensor, eta: int = 1
+) -> torch.Tensor:
+    """One step on G's weights only: L_G = L(G(z_G)), through a D that takes no gradient."""
+    G, D = model.G, model.D
+    D.requires_grad_(False)
+    try:
+        fake = G(z_G)
+        L_G = ae_loss(fake, D(fake), eta).mean()
+        opt_G.zero_grad(set_to_none=True)
+        L_G.backward()
+        opt_G.step()
+    finally:
+        D.requires_grad_(True)
+    return L_G.detach()
 
 
 class _Sums:

@@ -1,0 +1,44 @@
+import dataclasses
+
+import pytest
+import torch
+
+from began_core.config import ModelConfig, RunConfig, TrainConfig
+
+
+class TensorDataset:
+    """A stand-in for data.ImageDataset: random images held in memory."""
+
+    def __init__(self, n: int = 64, resolution: int = 32, channels: int = 3, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.rand(n, channels, resolution, resolution, generator=g) * 2 - 1
+        self.resolution, self.channels = resolution, channels
+        self.skipped, self.description = 0, "random test images"
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def batch(self, indices) -> torch.Tensor:
+        return self.x[torch.as_tensor(indices)]
+
+
+def tiny_config(**train) -> RunConfig:
+    defaults = dict(steps=20, log_every=5, sample_every=10, checkpoint_every=10, lr_window=7)
+    return RunConfig(
+        model=ModelConfig(resolution=32, n=8, Nh=16, Nz=16),
+        train=TrainConfig(**{**defaults, **train}),
+    )
+
+
+def with_train(config: RunConfig, **changes) -> RunConfig:
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
+
+
+@pytest.fixture
+def dataset():
+    return TensorDataset()
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(2)
