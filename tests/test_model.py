@@ -28,7 +28,7 @@ def test_encoder_ends_at_8x8_with_linearly_growing_filters(resolution):
         block.register_forward_hook(lambda m, a, out: feature_maps.append(tuple(out.shape[1:])))
     enc(torch.zeros(1, 3, resolution, resolution))
     S = cfg.num_scales
-    assert S == {32: 3, 64: 4, 128: 5, 256: 6}[resolution]
+    assert {32: 3, 64: 4, 128: 5, 256: 6}[resolution] == S
     assert feature_maps == [((i + 1) * 4, resolution >> i, resolution >> i) for i in range(S)]
     assert feature_maps[-1][1:] == (8, 8)
     assert seen[0][1] == S * 4 * 8 * 8

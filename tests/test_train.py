@@ -8,6 +8,7 @@ from began_core.hub import CheckpointError, load
 from began_core.model import BEGAN
 from began_core.runs import RunDir
 from began_core.train import NonFiniteLossError, train, update_D, update_G
+
 from conftest import TensorDataset, tiny_config, with_train
 
 
@@ -85,9 +86,10 @@ def test_exact_resume_matches_uninterrupted_run(tmp_path):
     assert sa["k_t"] == sb["k_t"] and sa["k_t"] > 0
     assert sa["lr"] == sb["lr"] < full.train.lr  # the plateau rule halved it, identically
     assert torch.equal(sa["rng_z"], sb["rng_z"])
-    strip = lambda rs: [
-        {k: v for k, v in r.items() if k in ("step", "k_t", "L_x", "L_G")} for r in rs
-    ]  # noqa: E731
+
+    def strip(rs):
+        return [{k: v for k, v in r.items() if k in ("step", "k_t", "L_x", "L_G")} for r in rs]
+
     assert strip(a.read_metrics()) == strip(b.read_metrics())
 
 
