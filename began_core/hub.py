@@ -111,8 +111,9 @@ _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def _looks_like_path(s: str) -> bool:
-    """Anything but the 'owner/name' form of a Hub repo id is taken as a local path."""
-    return _REPO_ID.fullmatch(s) is None
+    """Anything but the 'owner/name' form of a Hub repo id is a local path, and so is an
+    'owner/name' whose 'owner' is a local folder (a typo in `pretrained/...`, say)."""
+    return _REPO_ID.fullmatch(s) is None or Path(s.split("/", 1)[0]).is_dir()
 
 
 def _load_local(path: Path) -> BEGAN:

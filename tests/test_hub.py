@@ -52,11 +52,15 @@ def test_float16_and_generator_only_exports(tmp_path, saved):
     assert load(saved[1]).has_discriminator
 
 
-def test_missing_folder_names_the_path(tmp_path):
+def test_missing_folder_names_the_path(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="no checkpoint folder"):
         load(tmp_path / "nope")
     with pytest.raises(CheckpointError, match="no checkpoint folder"):
         load("./pretrained/does-not-exist")
+    (tmp_path / "pretrained").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match="no checkpoint folder"):
+        load("pretrained/typo")  # 'pretrained' is a local folder: no Hub lookup
 
 
 def test_folder_without_config_or_weights(tmp_path, saved):

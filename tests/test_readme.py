@@ -1,0 +1,23 @@
+"""The README's first two commands are the contract with a newcomer and with CI."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```bash\n(.+?)\n```", text, flags=re.S)[:2]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    _, test_command = readme_commands()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
+    assert ci[-1] == test_command
+
+
+def test_readme_main_command_uses_only_shipped_data():
+    main_command, _ = readme_commands()
+    assert "pip install -r requirements.txt" in main_command
+    assert "--data" not in main_command or "fluent-faces" in main_command
