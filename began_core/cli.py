@@ -297,7 +297,7 @@ def cmd_datasets(_: argparse.Namespace) -> int:
     from .data import BUILTIN_DATASETS
 
     for name, description in BUILTIN_DATASETS.items():
-        print(f"{name:16s} {description}")
+        print(f"{name:18s} {description}")
     return 0
 
 
