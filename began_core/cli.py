@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -211,32 +212,43 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps({"run_dir": str(run_dir), **config.to_dict()}, indent=2))
         return 0
 
+    from .distributed import RankLostError, shutdown
     from .runs import RunDir
     from .train import NonFiniteLossError, train
 
     run = RunDir(run_dir)
-    interrupts = []
+    interrupts: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
-        interrupts.append(signum)
+        interrupts.append(signum)  # the loop finishes its step, checkpoints, and exits
         if len(interrupts) > 1 and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        run.path.mkdir(parents=True, exist_ok=True)
-        run.request_stop()  # the loop finishes its step, checkpoints, and exits
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
     done = run.checkpoints()
     start = done[-1][0] if (args.resume is not None and done) else 0
-    records = train(config, run_dir, resume=args.resume is not None, meta={"command": _command()})
+    records = train(
+        config,
+        run_dir,
+        resume=args.resume is not None,
+        meta={"command": _command()},
+        should_stop=lambda: bool(interrupts),
+    )
     try:
         first = next(records, None)  # opens the data and writes the run dir before the bar shows
-        if first is not None:
+        if first is not None and main_rank:
             _report(first, config, start, args.quiet, records)
-    except NonFiniteLossError as e:
+        elif first is not None:
+            for _ in records:  # other ranks train in step, silently
+                pass
+    except (NonFiniteLossError, RankLostError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    return _finish(run)
+    finally:
+        shutdown()
+    return _finish(run) if main_rank else 0
 
 
 def _report(first: dict, config: RunConfig, start: int, quiet: bool, records: Any) -> None:

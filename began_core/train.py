@@ -9,22 +9,25 @@ the last checkpoint left off: weights, both Adam states, k_t, learning rate and 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
-import platform
 import random
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
 
-from . import __version__
+from . import __version__, distributed, training_state
 from .config import ConfigError, RunConfig
 from .data import ImageDataset, open_dataset
+from .distributed import Dist, hardware_name
 from .equilibrium import M_global, ae_loss, balance, discriminator_loss, update_k
 from .hub import CheckpointError, describe_mismatch, load, save_pretrained
 from .images import save_grid
@@ -33,7 +36,6 @@ from .model_card import model_card
 from .runs import RunDir
 from .schedule import PlateauHalving
 
-STATE_FILE = "training_state.pt"
 SAMPLE_GRID = 64  # images in every sample grid, from one fixed z
 
 
@@ -41,37 +43,32 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {name!r} asked for, but CUDA is not available; use --device cpu."
-        )
-    return device
-
-
-def hardware_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
 class Batches:
-    """Batch number t -> image indices, a pure function of (seed, t).
+    """Batch number t -> this rank's image indices, a pure function of (seed, t).
 
-    Each epoch is a fresh permutation seeded by (seed, epoch), so a resumed run draws exactly
-    the batches the uninterrupted run would have, with no sampler state to save.
+    Each epoch is a fresh permutation seeded by (seed, epoch); the global batch t is the same
+    images whatever the number of processes, and rank r takes its r-th slice. So a resumed
+    run, even with another number of processes, sees the data in the same order, with no
+    sampler state to save.
     """
 
-    def __init__(self, dataset: ImageDataset, batch_size: int, seed: int) -> None:
+    def __init__(
+        self, dataset: ImageDataset, batch_size: int, seed: int, d: Dist | None = None
+    ) -> None:
+        d = d or Dist()
         if len(dataset) < batch_size:
             raise ConfigError(
                 f"the dataset has {len(dataset)} images, fewer than the batch size {batch_size}; "
                 "add images or lower --batch-size."
             )
+        if batch_size % d.world:
+            raise ConfigError(
+                f"the batch size {batch_size} (global, over all processes) does not split evenly "
+                f"over {d.world} processes; use a multiple of {d.world}."
+            )
         self.dataset, self.B, self.seed = dataset, batch_size, seed
+        self.local = batch_size // d.world
+        self.offset = d.rank * self.local
         self.per_epoch = len(dataset) // batch_size
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
@@ -80,7 +77,8 @@ class Batches:
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._epoch, self._perm = epoch, torch.randperm(len(self.dataset), generator=g)
-        return self.dataset.batch(self._perm[i * self.B : (i + 1) * self.B])
+        start = i * self.B + self.offset
+        return self.dataset.batch(self._perm[start : start + self.local])
 
 
 def train(
@@ -90,17 +88,20 @@ def train(
     resume: bool = False,
     dataset: ImageDataset | None = None,
     meta: dict[str, Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Train BEGAN, yielding one metric record every `log_every` steps.
 
     With `resume=True`, `run_dir` must hold a checkpoint; `config` may only differ from the
     stored one in `train.steps` (to train longer) and the logging intervals.
-    Closing the generator early (or a STOP file in the run directory) saves a checkpoint and
-    marks the run "stopped"; any error marks it "failed" with the message, and re-raises.
+    Closing the generator early, a STOP file in the run directory, or `should_stop()` turning
+    True saves a checkpoint and marks the run "stopped"; any error marks it "failed" with the
+    message, and re-raises. Launched by torchrun, it trains with DistributedDataParallel: see
+    distributed.py.
     """
     run = RunDir(run_dir)
     cfg_m, cfg_t = config.model, config.train
-    device = resolve_device(cfg_t.device)
+    d, device = distributed.init(cfg_t.device)
     if cfg_t.deterministic:
         torch.use_deterministic_algorithms(True)
 
@@ -111,23 +112,27 @@ def train(
             f"{run.path}, or choose another --out."
         )
     if dataset is None:
-        dataset = open_dataset(
-            config.data.source,
-            cfg_m.resolution,
-            cfg_m.channels,
-            celeba_crop=config.data.celeba_crop,
-            max_images=config.data.max_images,
-        )
+        for turn in (True, False):  # rank 0 first, so that it alone fills the decode cache
+            if d.main == turn:
+                dataset = open_dataset(
+                    config.data.source,
+                    cfg_m.resolution,
+                    cfg_m.channels,
+                    celeba_crop=config.data.celeba_crop,
+                    max_images=config.data.max_images,
+                )
+            d.barrier()
     if (dataset.resolution, dataset.channels) != (cfg_m.resolution, cfg_m.channels):
         raise ConfigError("the dataset's resolution or channels differ from the model's")
-    batches = Batches(dataset, cfg_t.batch_size, cfg_t.seed)
+    batches = Batches(dataset, cfg_t.batch_size, cfg_t.seed, d)
+    B = batches.local  # this rank's share of the global batch
 
     torch.manual_seed(cfg_t.seed)
     random.seed(cfg_t.seed)
     model = BEGAN(cfg_m).to(device)
     opt_G = torch.optim.Adam(model.G.parameters(), lr=cfg_t.lr, betas=(cfg_t.beta1, cfg_t.beta2))
     opt_D = torch.optim.Adam(model.D.parameters(), lr=cfg_t.lr, betas=(cfg_t.beta1, cfg_t.beta2))
-    z_gen = torch.Generator(device).manual_seed(cfg_t.seed)
+    z_gen = torch.Generator(device).manual_seed(cfg_t.seed + 1_000_003 * d.rank)
     # One fixed z for every sample grid, so grids at different steps are comparable.
     z_fixed = torch.rand(
         SAMPLE_GRID, cfg_m.Nz, generator=torch.Generator().manual_seed(cfg_t.seed + 1)
@@ -136,28 +141,34 @@ def train(
     plateau = PlateauHalving(cfg_t.lr_window, cfg_t.lr_tolerance, cfg_t.lr_min)
     k_t = torch.tensor(cfg_t.k_0, device=device)
     lr, step, wall_before = cfg_t.lr, 0, 0.0
+    saved_at = -1  # step of the newest checkpoint; every rank tracks it the same way
 
     if checkpoint is not None:
-        trained = load(checkpoint, device=device, expect=cfg_m)
-        model.load_state_dict(trained.state_dict())
-        state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(load(checkpoint, device=device, expect=cfg_m).state_dict())
+        state = training_state.load(checkpoint)
         opt_G.load_state_dict(state["opt_G"])
         opt_D.load_state_dict(state["opt_D"])
         plateau.load_state_dict(state["plateau"])
         k_t = torch.tensor(state["k_t"], device=device)
         lr, step, wall_before = state["lr"], state["step"], state["wall_time"]
-        torch.set_rng_state(state["rng_torch"])
-        z_gen.set_state(state["rng_z"].to(z_gen.get_state().device))
-        random.setstate(_tuple(state["rng_python"]))
-        run.truncate_metrics(step)
-    else:
+        saved_at = step
+        if not training_state.restore_rng(state, z_gen, d.rank, d.world) and d.main:
+            print(
+                f"note: resumed with {d.world} process(es) where {len(state['rng_z'])} saved the "
+                "checkpoint; weights, optimizers, k_t and lr are exact, the noise draws re-seeded.",
+                file=sys.stderr,
+            )
+        if d.main:
+            run.truncate_metrics(step)
+    elif d.main:
         run.create()
         meta = {
             "command": " ".join(sys.argv) if meta is None else meta.get("command", ""),
             "created": time.time(),
             "began_studio": __version__,
             "torch": torch.__version__,
-            "hardware": hardware_name(device),
+            "hardware": hardware_name(device, d.world),
+            "processes": d.world,
             "dataset": dataset.description,
             "images": len(dataset),
             "skipped_files": dataset.skipped,
@@ -166,40 +177,54 @@ def train(
         run.write_config(config, meta)
         if not run.samples():
             save_grid(model.generate(z_fixed), run.sample_path(0), nrow=8)
-    run.clear_stop()
+    if d.main:
+        run.clear_stop()
+    # In a distributed run DDP averages the gradients of the replicas; it wraps the networks
+    # only where their weights are updated (D in its step, G in its own).
+    G_train: torch.nn.Module = DDP(model.G) if d.active else model.G
+    D_train: torch.nn.Module = DDP(model.D) if d.active else model.D
+    rank_log = _RankLog(d)
 
-    def save_checkpoint() -> Path:
+    def save_checkpoint() -> Path | None:
+        nonlocal saved_at
+        saved_at = step
+        z_states = d.gather(z_gen.get_state().cpu())  # every rank takes part
+        if not d.main:
+            return None
+
         def write(tmp: Path) -> None:
-            card = model_card(
-                config, step=step, wall_time=wall, hardware=hardware_name(device), metrics=last
-            )
+            hardware = hardware_name(device, d.world)
+            card = model_card(config, step=step, wall_time=wall, hardware=hardware, metrics=last)
             save_pretrained(model, tmp, card=card)
-            torch.save(
-                {
-                    "step": step,
-                    "k_t": float(k_t),
-                    "lr": lr,
-                    "wall_time": wall,
-                    "opt_G": opt_G.state_dict(),
-                    "opt_D": opt_D.state_dict(),
-                    "plateau": plateau.state_dict(),
-                    "rng_torch": torch.get_rng_state(),
-                    "rng_z": z_gen.get_state().cpu(),
-                    "rng_python": _lists(random.getstate()),
-                },
-                tmp / STATE_FILE,
+            training_state.save(
+                tmp,
+                z_states=z_states,
+                step=step,
+                seed=cfg_t.seed,
+                k_t=float(k_t),
+                lr=lr,
+                wall_time=wall,
+                processes=d.world,
+                opt_G=opt_G.state_dict(),
+                opt_D=opt_D.state_dict(),
+                plateau=plateau.state_dict(),
             )
 
         return run.write_checkpoint(step, write, keep=cfg_t.keep_checkpoints)
 
     def status(state: str, **extra: Any) -> None:
-        run.write_status(state, step=step, steps=cfg_t.steps, k_t=float(k_t), lr=lr, **extra)
+        if d.main:
+            run.write_status(state, step=step, steps=cfg_t.steps, k_t=float(k_t), lr=lr, **extra)
+
+    def stop_now() -> bool:
+        local = (d.main and run.stop_requested()) or bool(should_stop and should_stop())
+        return d.any(local, device)
 
     sums = _Sums(device)
     last: dict[str, Any] = {}
     t_start, t_log, steps_at_log = time.perf_counter(), time.perf_counter(), step
     wall = wall_before
-    status("running")
+    status("running", processes=d.world)
     outcome = "failed"
     try:
         while step < cfg_t.steps:
@@ -209,26 +234,24 @@ def train(
                 g["lr"] = lr
 
             # Update D: L_D = L(x) - k_t * L(G(z_D)).
-            z_D = torch.rand(cfg_t.batch_size, cfg_m.Nz, generator=z_gen, device=device) * 2 - 1
-            L_x, L_D = update_D(model, opt_D, x, z_D, k_t, cfg_t.eta)
+            z_D = torch.rand(B, cfg_m.Nz, generator=z_gen, device=device) * 2 - 1
+            L_x, L_D = update_D(model, opt_D, x, z_D, k_t, cfg_t.eta, D=D_train)
             # Update G: L_G = L(G(z_G)), with a fresh draw of z.
-            z_G = torch.rand(cfg_t.batch_size, cfg_m.Nz, generator=z_gen, device=device) * 2 - 1
-            L_G = update_G(model, opt_G, z_G, cfg_t.eta)
+            z_G = torch.rand(B, cfg_m.Nz, generator=z_gen, device=device) * 2 - 1
+            L_G = update_G(model, opt_G, z_G, cfg_t.eta, G=G_train)
 
-            # Update k_t: the proportional controller, and the convergence measure.
+            # Update k_t: one equilibrium over all ranks, so the losses are averaged first.
+            local = torch.stack([L_x, L_G, L_D])
+            L_x, L_G, L_D = d.mean(local)
             M = M_global(L_x, L_G, cfg_t.gamma)
-            sums.add(
-                L_x=L_x,
-                L_G=L_G,
-                L_D=L_D.detach(),
-                M_global=M,
-                balance=balance(L_x, L_G, cfg_t.gamma),
-            )
+            sums.add(L_x=L_x, L_G=L_G, L_D=L_D, M_global=M, balance=balance(L_x, L_G, cfg_t.gamma))
+            rank_log.add(local)
             k_t = update_k(k_t, L_x, L_G, cfg_t.gamma, cfg_t.lambda_k)
             lr = plateau.observe(M, lr)
             step += 1
 
-            if step % cfg_t.log_every == 0 or step == cfg_t.steps:
+            logging_step = step % cfg_t.log_every == 0 or step == cfg_t.steps
+            if logging_step:
                 now = time.perf_counter()
                 wall = wall_before + now - t_start
                 means = sums.pop()
@@ -249,32 +272,41 @@ def train(
                     "wall_time": wall,
                 }
                 t_log, steps_at_log = now, step
-                run.append_metrics(last)
+                rank_log.write(step, float(k_t), lr)
+                if d.main:
+                    run.append_metrics(last)
                 yield last
-            if step % cfg_t.sample_every == 0 or step == cfg_t.steps:
+            if d.main and (step % cfg_t.sample_every == 0 or step == cfg_t.steps):
                 save_grid(model.generate(z_fixed), run.sample_path(step), nrow=8)
             if step % cfg_t.checkpoint_every == 0 or step == cfg_t.steps:
                 _check_finite(model, step)
                 save_checkpoint()
-                status("running")
-            if run.stop_requested():
+                status("running", processes=d.world)
+            # A stop is agreed by all ranks; in a distributed run, once per logging interval.
+            if (logging_step or not d.active) and stop_now():
                 break
         outcome = "finished" if step >= cfg_t.steps else "stopped"
     except GeneratorExit:
         outcome = "stopped"
     except BaseException as e:
+        if d.is_lost_contact(e):
+            e = d.lost(e)
         kind = "interrupted" if isinstance(e, KeyboardInterrupt) else type(e).__name__
         status("failed", error=f"{kind}: {e}", traceback=traceback.format_exc()[-4000:])
+        if isinstance(e, distributed.RankLostError):
+            raise e from None
         raise
     finally:
         if outcome == "stopped":
             wall = wall_before + time.perf_counter() - t_start
-            if run.latest_checkpoint() is None or _ckpt_step(run) != step:
+            if saved_at != step:
                 _check_finite(model, step)
                 save_checkpoint()
-            run.clear_stop()
+            if d.main:
+                run.clear_stop()
         if outcome != "failed":
             status(outcome, metrics=last)
+            rank_log.final(model, float(k_t), lr)
 
 
 def update_D(
@@ -284,13 +316,20 @@ def update_D(
     z_D: torch.Tensor,
     k_t: float | torch.Tensor,
     eta: int = 1,
+    D: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step on D's weights only: L_D = L(x) - k_t * L(G(z_D)). Returns (L(x), L_D), detached."""
-    G, D = model.G, model.D
+    """One step on D's weights only: L_D = L(x) - k_t * L(G(z_D)). Returns (L(x), L_D), detached.
+
+    `D` is the module to run (a DDP wrapper of `model.D` in a distributed run). Real and fake
+    images go through D as one batch: one forward, one backward, one gradient all-reduce.
+    """
+    D = D or model.D
     with torch.no_grad():  # G is a constant here: no graph through it, no gradient into it
-        fake = G(z_D)
-    L_x = ae_loss(x, D(x), eta).mean()
-    L_D = discriminator_loss(L_x, ae_loss(fake, D(fake), eta).mean(), k_t)
+        fake = model.G(z_D)
+    v = torch.cat([x, fake])
+    L_v = ae_loss(v, D(v), eta)
+    L_x = L_v[: len(x)].mean()
+    L_D = discriminator_loss(L_x, L_v[len(x) :].mean(), k_t)
     opt_D.zero_grad(set_to_none=True)
     L_D.backward()
     opt_D.step()
@@ -298,10 +337,14 @@ def update_D(
 
 
 def update_G(
-    model: BEGAN, opt_G: torch.optim.Optimizer, z_G: torch.Tensor, eta: int = 1
+    model: BEGAN,
+    opt_G: torch.optim.Optimizer,
+    z_G: torch.Tensor,
+    eta: int = 1,
+    G: torch.nn.Module | None = None,
 ) -> torch.Tensor:
     """One step on G's weights only: L_G = L(G(z_G)), through a D that takes no gradient."""
-    G, D = model.G, model.D
+    G, D = G or model.G, model.D
     D.requires_grad_(False)
     try:
         fake = G(z_G)
@@ -312,6 +355,40 @@ def update_G(
     finally:
         D.requires_grad_(True)
     return L_G.detach()
+
+
+class _RankLog:
+    """Diagnostics for distributed runs: with BEGAN_RANK_LOG_DIR set, every rank appends its own
+    (not averaged) losses per logging interval to rank{r}.jsonl there, then its final k_t, lr
+    and a digest of its weights. The run directory itself stays rank 0's alone."""
+
+    def __init__(self, d: Dist) -> None:
+        folder = os.environ.get("BEGAN_RANK_LOG_DIR")
+        self.path = Path(folder) / f"rank{d.rank}.jsonl" if folder else None
+        self.total: torch.Tensor | float = 0.0
+        self.count = 0
+
+    def add(self, local: torch.Tensor) -> None:
+        if self.path:
+            self.total, self.count = self.total + local.detach().double(), self.count + 1
+
+    def write(self, step: int, k_t: float, lr: float) -> None:
+        if self.path and self.count:
+            L_x, L_G, L_D = (self.total / self.count).tolist()
+            self._append({"step": step, "L_x": L_x, "L_G": L_G, "L_D": L_D, "k_t": k_t, "lr": lr})
+            self.total, self.count = 0.0, 0
+
+    def final(self, model: BEGAN, k_t: float, lr: float) -> None:
+        if self.path:
+            digest = hashlib.sha256()
+            for name, p in sorted(model.state_dict().items()):
+                digest.update(name.encode() + p.detach().cpu().numpy().tobytes())
+            self._append({"final": True, "k_t": k_t, "lr": lr, "weights": digest.hexdigest()})
+
+    def _append(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 class _Sums:
@@ -348,11 +425,6 @@ def _check_finite(model: BEGAN, step: int) -> None:
             )
 
 
-def _ckpt_step(run: RunDir) -> int | None:
-    found = run.checkpoints()
-    return found[-1][0] if found else None
-
-
 def _check_resume(run: RunDir, config: RunConfig) -> Path:
     if not run.exists():
         raise ConfigError(f"cannot resume {run.path}: it is not a run directory (no config.json).")
@@ -373,11 +445,3 @@ def _check_resume(run: RunDir, config: RunConfig) -> Path:
             "values; resume without those options, or start a new run."
         )
     return checkpoint
-
-
-def _lists(x: Any) -> Any:
-    return [_lists(v) for v in x] if isinstance(x, tuple) else x
-
-
-def _tuple(x: Any) -> Any:
-    return tuple(_tuple(v) for v in x) if isinstance(x, list) else x
