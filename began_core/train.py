@@ -22,19 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import __version__, distributed, training_state
 from .config import ConfigError, RunConfig
 from .data import ImageDataset, open_dataset
 from .distributed import Dist, hardware_name
-from .equilibrium import M_global, ae_loss, balance, discriminator_loss, update_k
+from .equilibrium import balance
 from .hub import CheckpointError, describe_mismatch, load, save_pretrained
 from .images import save_grid
 from .model import BEGAN
 from .model_card import model_card
 from .runs import RunDir
 from .schedule import PlateauHalving
+from .step import TrainStep
 
 SAMPLE_GRID = 64  # images in every sample grid, from one fixed z
 
@@ -125,21 +125,18 @@ def train(
     if (dataset.resolution, dataset.channels) != (cfg_m.resolution, cfg_m.channels):
         raise ConfigError("the dataset's resolution or channels differ from the model's")
     batches = Batches(dataset, cfg_t.batch_size, cfg_t.seed, d)
-    B = batches.local  # this rank's share of the global batch
 
     torch.manual_seed(cfg_t.seed)
     random.seed(cfg_t.seed)
     model = BEGAN(cfg_m).to(device)
-    opt_G = torch.optim.Adam(model.G.parameters(), lr=cfg_t.lr, betas=(cfg_t.beta1, cfg_t.beta2))
-    opt_D = torch.optim.Adam(model.D.parameters(), lr=cfg_t.lr, betas=(cfg_t.beta1, cfg_t.beta2))
-    z_gen = torch.Generator(device).manual_seed(cfg_t.seed + 1_000_003 * d.rank)
+    step_fn = TrainStep(model, cfg_t, device, d)
+    opt_G, opt_D, z_gen = step_fn.opt_G, step_fn.opt_D, step_fn.z_gen
     # One fixed z for every sample grid, so grids at different steps are comparable.
     z_fixed = torch.rand(
         SAMPLE_GRID, cfg_m.Nz, generator=torch.Generator().manual_seed(cfg_t.seed + 1)
     )
     z_fixed = (z_fixed * 2 - 1).to(device)
     plateau = PlateauHalving(cfg_t.lr_window, cfg_t.lr_tolerance, cfg_t.lr_min)
-    k_t = torch.tensor(cfg_t.k_0, device=device)
     lr, step, wall_before = cfg_t.lr, 0, 0.0
     saved_at = -1  # step of the newest checkpoint; every rank tracks it the same way
 
@@ -149,7 +146,7 @@ def train(
         opt_G.load_state_dict(state["opt_G"])
         opt_D.load_state_dict(state["opt_D"])
         plateau.load_state_dict(state["plateau"])
-        k_t = torch.tensor(state["k_t"], device=device)
+        step_fn.k_t = torch.tensor(state["k_t"], device=device)
         lr, step, wall_before = state["lr"], state["step"], state["wall_time"]
         saved_at = step
         if not training_state.restore_rng(state, z_gen, d.rank, d.world) and d.main:
@@ -179,10 +176,6 @@ def train(
             save_grid(model.generate(z_fixed), run.sample_path(0), nrow=8)
     if d.main:
         run.clear_stop()
-    # In a distributed run DDP averages the gradients of the replicas; it wraps the networks
-    # only where their weights are updated (D in its step, G in its own).
-    G_train: torch.nn.Module = DDP(model.G) if d.active else model.G
-    D_train: torch.nn.Module = DDP(model.D) if d.active else model.D
     rank_log = _RankLog(d)
 
     def save_checkpoint() -> Path | None:
@@ -201,7 +194,7 @@ def train(
                 z_states=z_states,
                 step=step,
                 seed=cfg_t.seed,
-                k_t=float(k_t),
+                k_t=float(step_fn.k_t),
                 lr=lr,
                 wall_time=wall,
                 processes=d.world,
@@ -214,7 +207,9 @@ def train(
 
     def status(state: str, **extra: Any) -> None:
         if d.main:
-            run.write_status(state, step=step, steps=cfg_t.steps, k_t=float(k_t), lr=lr, **extra)
+            run.write_status(
+                state, step=step, steps=cfg_t.steps, k_t=float(step_fn.k_t), lr=lr, **extra
+            )
 
     def stop_now() -> bool:
         local = (d.main and run.stop_requested()) or bool(should_stop and should_stop())
@@ -230,23 +225,17 @@ def train(
         while step < cfg_t.steps:
             x = batches(step).to(device, non_blocking=True)
             model.set_carry(_carry(step, cfg_t.carry_steps, cfg_m.vanishing_residual))
-            for g in (*opt_G.param_groups, *opt_D.param_groups):
-                g["lr"] = lr
-
-            # Update D: L_D = L(x) - k_t * L(G(z_D)).
-            z_D = torch.rand(B, cfg_m.Nz, generator=z_gen, device=device) * 2 - 1
-            L_x, L_D = update_D(model, opt_D, x, z_D, k_t, cfg_t.eta, D=D_train)
-            # Update G: L_G = L(G(z_G)), with a fresh draw of z.
-            z_G = torch.rand(B, cfg_m.Nz, generator=z_gen, device=device) * 2 - 1
-            L_G = update_G(model, opt_G, z_G, cfg_t.eta, G=G_train)
-
-            # Update k_t: one equilibrium over all ranks, so the losses are averaged first.
-            local = torch.stack([L_x, L_G, L_D])
-            L_x, L_G, L_D = d.mean(local)
-            M = M_global(L_x, L_G, cfg_t.gamma)
-            sums.add(L_x=L_x, L_G=L_G, L_D=L_D, M_global=M, balance=balance(L_x, L_G, cfg_t.gamma))
-            rank_log.add(local)
-            k_t = update_k(k_t, L_x, L_G, cfg_t.gamma, cfg_t.lambda_k)
+            step_fn.set_lr(lr)
+            losses = step_fn(x)
+            L_x, L_G, M = losses["L_x"], losses["L_G"], losses["M_global"]
+            sums.add(
+                L_x=L_x,
+                L_G=L_G,
+                L_D=losses["L_D"],
+                M_global=M,
+                balance=balance(L_x, L_G, cfg_t.gamma),
+            )
+            rank_log.add(losses["local"])
             lr = plateau.observe(M, lr)
             step += 1
 
@@ -263,7 +252,7 @@ def train(
                 rate = (step - steps_at_log) / max(now - t_log, 1e-9)
                 last = {
                     "step": step,
-                    "k_t": float(k_t),
+                    "k_t": float(step_fn.k_t),
                     **means,
                     "lr": lr,
                     "images_per_s": rate * cfg_t.batch_size,
@@ -272,7 +261,7 @@ def train(
                     "wall_time": wall,
                 }
                 t_log, steps_at_log = now, step
-                rank_log.write(step, float(k_t), lr)
+                rank_log.write(step, float(step_fn.k_t), lr)
                 if d.main:
                     run.append_metrics(last)
                 yield last
@@ -306,55 +295,7 @@ def train(
                 run.clear_stop()
         if outcome != "failed":
             status(outcome, metrics=last)
-            rank_log.final(model, float(k_t), lr)
-
-
-def update_D(
-    model: BEGAN,
-    opt_D: torch.optim.Optimizer,
-    x: torch.Tensor,
-    z_D: torch.Tensor,
-    k_t: float | torch.Tensor,
-    eta: int = 1,
-    D: torch.nn.Module | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step on D's weights only: L_D = L(x) - k_t * L(G(z_D)). Returns (L(x), L_D), detached.
-
-    `D` is the module to run (a DDP wrapper of `model.D` in a distributed run). Real and fake
-    images go through D as one batch: one forward, one backward, one gradient all-reduce.
-    """
-    D = D or model.D
-    with torch.no_grad():  # G is a constant here: no graph through it, no gradient into it
-        fake = model.G(z_D)
-    v = torch.cat([x, fake])
-    L_v = ae_loss(v, D(v), eta)
-    L_x = L_v[: len(x)].mean()
-    L_D = discriminator_loss(L_x, L_v[len(x) :].mean(), k_t)
-    opt_D.zero_grad(set_to_none=True)
-    L_D.backward()
-    opt_D.step()
-    return L_x.detach(), L_D.detach()
-
-
-def update_G(
-    model: BEGAN,
-    opt_G: torch.optim.Optimizer,
-    z_G: torch.Tensor,
-    eta: int = 1,
-    G: torch.nn.Module | None = None,
-) -> torch.Tensor:
-    """One step on G's weights only: L_G = L(G(z_G)), through a D that takes no gradient."""
-    G, D = G or model.G, model.D
-    D.requires_grad_(False)
-    try:
-        fake = G(z_G)
-        L_G = ae_loss(fake, D(fake), eta).mean()
-        opt_G.zero_grad(set_to_none=True)
-        L_G.backward()
-        opt_G.step()
-    finally:
-        D.requires_grad_(True)
-    return L_G.detach()
+            rank_log.final(model, float(step_fn.k_t), lr)
 
 
 class _RankLog:

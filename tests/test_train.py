@@ -7,7 +7,8 @@ from began_core.config import ConfigError, ModelConfig
 from began_core.hub import CheckpointError, load
 from began_core.model import BEGAN
 from began_core.runs import RunDir
-from began_core.train import NonFiniteLossError, train, update_D, update_G
+from began_core.step import update_D, update_G
+from began_core.train import NonFiniteLossError, train
 
 from conftest import TensorDataset, tiny_config, with_train
 

@@ -1,0 +1,112 @@
+"""One BEGAN training step, as the paper writes it: update D, update G, update k_t.
+
+`TrainStep` owns what a step changes (both optimizers, k_t, the noise generator) and is the
+one code path that the training loop, the benchmark and the tests run.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from .config import TrainConfig
+from .distributed import Dist
+from .equilibrium import M_global, ae_loss, discriminator_loss, update_k
+from .model import BEGAN
+
+
+class TrainStep:
+    """Call it with a batch of real images x; it returns the step's losses (averaged over ranks
+    in a distributed run), all as device tensors: reading them is the caller's host sync."""
+
+    def __init__(
+        self, model: BEGAN, cfg: TrainConfig, device: torch.device, d: Dist | None = None
+    ) -> None:
+        self.model, self.cfg, self.device = model, cfg, device
+        self.d = d = d or Dist()
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_G = torch.optim.Adam(model.G.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_D = torch.optim.Adam(model.D.parameters(), lr=cfg.lr, betas=betas)
+        self.k_t = torch.tensor(cfg.k_0, device=device)
+        self.z_gen = torch.Generator(device).manual_seed(cfg.seed + 1_000_003 * d.rank)
+        # In a distributed run DDP averages the replicas' gradients; it wraps each network
+        # only where its weights are updated (D in its step, G in its own).
+        self.G_train: torch.nn.Module = DDP(model.G) if d.active else model.G
+        self.D_train: torch.nn.Module = DDP(model.D) if d.active else model.D
+
+    def set_lr(self, lr: float) -> None:
+        for g in (*self.opt_G.param_groups, *self.opt_D.param_groups):
+            g["lr"] = lr
+
+    def z(self, batch: int) -> Tensor:
+        return (
+            torch.rand(batch, self.model.config.Nz, generator=self.z_gen, device=self.device) * 2
+            - 1
+        )
+
+    def __call__(self, x: Tensor) -> dict[str, Tensor]:
+        cfg, B = self.cfg, len(x)
+        # Update D: L_D = L(x) - k_t * L(G(z_D)).
+        L_x, L_D = update_D(self.model, self.opt_D, x, self.z(B), self.k_t, cfg.eta, D=self.D_train)
+        # Update G: L_G = L(G(z_G)), with a fresh draw of z.
+        L_G = update_G(self.model, self.opt_G, self.z(B), cfg.eta, G=self.G_train)
+        # Update k_t: one equilibrium over all ranks, so the losses are averaged first.
+        local = torch.stack([L_x, L_G, L_D])
+        L_x, L_G, L_D = self.d.mean(local)
+        self.k_t = update_k(self.k_t, L_x, L_G, cfg.gamma, cfg.lambda_k)
+        return {
+            "L_x": L_x,
+            "L_G": L_G,
+            "L_D": L_D,
+            "M_global": M_global(L_x, L_G, cfg.gamma),
+            "local": local,
+        }
+
+
+def update_D(
+    model: BEGAN,
+    opt_D: torch.optim.Optimizer,
+    x: torch.Tensor,
+    z_D: torch.Tensor,
+    k_t: float | torch.Tensor,
+    eta: int = 1,
+    D: torch.nn.Module | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step on D's weights only: L_D = L(x) - k_t * L(G(z_D)). Returns (L(x), L_D), detached.
+
+    `D` is the module to run (a DDP wrapper of `model.D` in a distributed run). Real and fake
+    images go through D as one batch: one forward, one backward, one gradient all-reduce.
+    """
+    D = D or model.D
+    with torch.no_grad():  # G is a constant here: no graph through it, no gradient into it
+        fake = model.G(z_D)
+    v = torch.cat([x, fake])
+    L_v = ae_loss(v, D(v), eta)
+    L_x = L_v[: len(x)].mean()
+    L_D = discriminator_loss(L_x, L_v[len(x) :].mean(), k_t)
+    opt_D.zero_grad(set_to_none=True)
+    L_D.backward()
+    opt_D.step()
+    return L_x.detach(), L_D.detach()
+
+
+def update_G(
+    model: BEGAN,
+    opt_G: torch.optim.Optimizer,
+    z_G: torch.Tensor,
+    eta: int = 1,
+    G: torch.nn.Module | None = None,
+) -> torch.Tensor:
+    """One step on G's weights only: L_G = L(G(z_G)), through a D that takes no gradient."""
+    G, D = G or model.G, model.D
+    D.requires_grad_(False)
+    try:
+        fake = G(z_G)
+        L_G = ae_loss(fake, D(fake), eta).mean()
+        opt_G.zero_grad(set_to_none=True)
+        L_G.backward()
+        opt_G.step()
+    finally:
+        D.requires_grad_(True)
+    return L_G.detach()
