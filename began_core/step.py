@@ -29,7 +29,12 @@ class TrainStep:
         self.opt_G = torch.optim.Adam(model.G.parameters(), lr=cfg.lr, betas=betas)
         self.opt_D = torch.optim.Adam(model.D.parameters(), lr=cfg.lr, betas=betas)
         self.k_t = torch.tensor(cfg.k_0, device=device)
-        self.z_gen = torch.Generator(device).manual_seed(cfg.seed + 1_000_003 * d.rank)
+        # (no generator on the meta device, where the benchmark counts FLOPs)
+        self.z_gen = (
+            torch.Generator(device).manual_seed(cfg.seed + 1_000_003 * d.rank)
+            if device.type != "meta"
+            else None
+        )
         # In a distributed run DDP averages the replicas' gradients; it wraps each network
         # only where its weights are updated (D in its step, G in its own).
         self.G_train: torch.nn.Module = DDP(model.G) if d.active else model.G

@@ -1,0 +1,214 @@
+"""Training and sampling throughput of began_core, against a peer-style eager step.
+
+    python bench/bench.py                 # full grid on every device here -> bench/results/
+    python bench/bench.py --quick         # small CPU grid (CI), printed only
+
+For every configuration (resolution x filters n x batch) and device it times
+  - began_core: `began_core.step.TrainStep`, the very step `began_core.train` runs;
+  - reference:  `bench/reference.py`, plain eager float32 as peer repositories write it;
+counts the FLOPs of one step (torch's FlopCounterMode on the meta device) and reports images/s,
+step time, achieved GFLOP/s and its share of the device's own measured matrix-product ceiling.
+It also times G(z) for one 64x64 image and for a batch of 64. Configurations whose estimated
+step time exceeds --max-step-s are skipped and listed as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reference import ReferenceStep
+
+from began_core.config import ModelConfig, TrainConfig
+from began_core.distributed import hardware_name
+from began_core.model import BEGAN
+from began_core.step import TrainStep
+
+FULL = {"resolution": [32, 64, 128], "n": [32, 64, 128], "batch": [16, 64]}
+QUICK = {"resolution": [32], "n": [16, 32], "batch": [16]}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_ceiling(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+    """Best GFLOP/s of a large square matrix product: what this device can do at all."""
+    size = 2048 if device.type == "cpu" else 8192
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = 0.0
+    for _ in range(6):
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        best = max(best, 2 * size**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def step_flops(resolution: int, n: int, batch: int) -> float:
+    """FLOPs of one began_core step (forward and backward of D and G), counted on meta tensors."""
+    model = BEGAN(ModelConfig(resolution=resolution, n=n)).to("meta")
+    step = TrainStep(model, TrainConfig(), torch.device("meta"))
+    x = torch.empty(batch, 3, resolution, resolution, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        step(x)
+    return float(counter.get_total_flops())
+
+
+def time_steps(fn, x: torch.Tensor, device: torch.device, min_s: float, warmup: int) -> float:
+    """Median seconds per step over at least 3 steps and `min_s` seconds, after warm-up."""
+    for _ in range(warmup):
+        fn(x)
+    sync(device)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - start < min_s:
+        t = time.perf_counter()
+        fn(x)
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_config(res: int, n: int, batch: int, device: torch.device, args, ceiling: float) -> dict:
+    flops = step_flops(res, n, batch)
+    row = {"resolution": res, "n": n, "batch": batch, "gflop_per_step": flops / 1e9}
+    estimate = flops / (0.5 * ceiling * 1e9)
+    if estimate > args.max_step_s:
+        return {
+            **row,
+            "skipped": f"estimated {estimate:.0f} s/step > --max-step-s {args.max_step_s}",
+        }
+    x = torch.rand(batch, 3, res, res, device=device) * 2 - 1
+    for name, make in (
+        ("began_core", lambda m: TrainStep(m, TrainConfig(batch_size=batch), device)),
+        ("reference", lambda m: ReferenceStep(m)),
+    ):
+        torch.manual_seed(0)
+        step = make(BEGAN(ModelConfig(resolution=res, n=n)).to(device))
+        seconds = time_steps(step, x, device, args.min_s, args.warmup)
+        row[name] = {
+            "step_s": seconds,
+            "images_per_s": batch / seconds,
+            "gflops": flops / seconds / 1e9,
+            "of_ceiling": flops / seconds / 1e9 / ceiling,
+        }
+    row["speedup"] = row["began_core"]["images_per_s"] / row["reference"]["images_per_s"]
+    return row
+
+
+def generation_latency(device: torch.device, repeats: int = 50) -> dict:
+    model = BEGAN(ModelConfig(resolution=64, n=64)).to(device).eval()
+    out = {}
+    for batch in (1, 64):
+        z = model.sample_z(batch)
+        for _ in range(3):
+            model.generate(z)
+        times = []
+        for _ in range(repeats if batch == 1 else max(5, repeats // 10)):
+            sync(device)
+            t = time.perf_counter()
+            model.generate(z)
+            sync(device)
+            times.append(time.perf_counter() - t)
+        out[f"batch_{batch}_ms"] = 1e3 * statistics.median(times)
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"### {result['device']} ({result['hardware']}), {result['date']}",
+        "",
+        f"torch {result['torch']}; float32 matrix-product ceiling {result['ceiling_gflops']:.0f} GFLOP/s; "
+        f"G(z) at 64x64, n=64: one image {result['generate']['batch_1_ms']:.1f} ms, "
+        f"64 images {result['generate']['batch_64_ms']:.1f} ms.",
+        "",
+        "| res | n | batch | GFLOP/step | began_core img/s | step ms | GFLOP/s | of ceiling | reference img/s | speed-up |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result["rows"]:
+        head = f"| {r['resolution']} | {r['n']} | {r['batch']} | {r['gflop_per_step']:.1f} |"
+        if "skipped" in r:
+            lines.append(f"{head} skipped: {r['skipped']} | | | | | |")
+            continue
+        b, ref = r["began_core"], r["reference"]
+        lines.append(
+            f"{head} {b['images_per_s']:.1f} | {1e3 * b['step_s']:.0f} | {b['gflops']:.1f} | "
+            f"{100 * b['of_ceiling']:.0f}% | {ref['images_per_s']:.1f} | {r['speedup']:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="small CPU grid, results printed only")
+    p.add_argument("--device", default="all", help="cpu, cuda, or all (default)")
+    p.add_argument(
+        "--out-dir", type=Path, default=None, help="default bench/results (none with --quick)"
+    )
+    p.add_argument(
+        "--min-s", type=float, default=3.0, help="time each configuration at least this long"
+    )
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument(
+        "--max-step-s", type=float, default=30.0, help="skip configurations estimated slower"
+    )
+    args = p.parse_args()
+    if args.quick:
+        args.min_s, args.warmup = min(args.min_s, 1.0), 1
+    grid = QUICK if args.quick else FULL
+    devices = [torch.device("cpu")]
+    if args.device in ("all", "cuda") and torch.cuda.is_available():
+        devices = (
+            [torch.device("cuda")] if args.device == "cuda" else [*devices, torch.device("cuda")]
+        )
+    out_dir = args.out_dir or (None if args.quick else Path(__file__).parent / "results")
+
+    for device in devices if not args.quick else devices[:1]:
+        ceiling = matmul_ceiling(device)
+        result = {
+            "device": device.type,
+            "hardware": hardware_name(device),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "date": datetime.date.today().isoformat(),
+            "ceiling_gflops": ceiling,
+            "generate": generation_latency(device),
+            "rows": [],
+        }
+        for res in grid["resolution"]:
+            for n in grid["n"]:
+                for batch in grid["batch"]:
+                    row = bench_config(res, n, batch, device, args, ceiling)
+                    result["rows"].append(row)
+                    print(json.dumps(row), flush=True)
+        table = markdown(result)
+        print(table)
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / f"{device.type}.json").write_text(json.dumps(result, indent=2) + "\n")
+            (out_dir / f"{device.type}.md").write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
