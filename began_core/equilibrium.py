@@ -26,7 +26,7 @@ def ae_loss(v: Tensor, D_v: Tensor, eta: int = 1) -> Tensor:
     """L(v) per sample, shape (B,): the mean over pixels of |v - D(v)|^eta."""
     if v.shape != D_v.shape:
         raise ValueError(f"image {tuple(v.shape)} and reconstruction {tuple(D_v.shape)} differ")
-    error = (v - D_v).abs()
+    error = (v.float() - D_v.float()).abs()  # float32 even when the networks ran in bf16
     if eta == 2:
         error = error.square()
     elif eta != 1:

@@ -182,3 +182,19 @@ def test_skip_and_vanishing_residual_train(tmp_path, dataset):
     )
     records = list(train(cfg, tmp_path / "r", dataset=dataset))
     assert records[-1]["step"] == 10
+
+
+def test_fast_path_options_run_and_keep_losses_float32(tmp_path, dataset):
+    """bf16 autocast + channels_last (the CUDA fast path) also run on the CPU; the losses and
+    k_t stay float32 and finite."""
+    from began_core.config import TrainConfig
+    from began_core.step import TrainStep
+
+    torch.manual_seed(0)
+    model = BEGAN(ModelConfig(n=8, Nh=16, Nz=16))
+    step = TrainStep(model, TrainConfig(amp=True, channels_last=True), torch.device("cpu"))
+    for t in range(3):
+        losses = step(dataset.batch(list(range(16 * t, 16 * t + 16))))
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in losses.values())
+    assert step.k_t.dtype == torch.float32 and 0 <= float(step.k_t) <= 1
+    assert model.G.decoder.to_image.weight.is_contiguous(memory_format=torch.channels_last)
