@@ -52,8 +52,16 @@ class Batches:
     sampler state to save.
     """
 
+    # A dataset up to this size is copied to the GPU once: no host-to-device copy per step.
+    DEVICE_BYTES = 2 << 30
+
     def __init__(
-        self, dataset: ImageDataset, batch_size: int, seed: int, d: Dist | None = None
+        self,
+        dataset: ImageDataset,
+        batch_size: int,
+        seed: int,
+        d: Dist | None = None,
+        device: torch.device | None = None,
     ) -> None:
         d = d or Dist()
         if len(dataset) < batch_size:
@@ -71,14 +79,24 @@ class Batches:
         self.offset = d.rank * self.local
         self.per_epoch = len(dataset) // batch_size
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+        self.on_device = None
+        uint8 = getattr(dataset, "uint8", None)
+        if device is not None and device.type == "cuda" and uint8 is not None:
+            array = uint8()
+            if array.nbytes <= self.DEVICE_BYTES:
+                self.on_device = torch.from_numpy(array.copy()).to(device)
 
     def __call__(self, t: int) -> torch.Tensor:
         epoch, i = divmod(t, self.per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._epoch, self._perm = epoch, torch.randperm(len(self.dataset), generator=g)
-        start = i * self.B + self.offset
-        return self.dataset.batch(self._perm[start : start + self.local])
+            if self.on_device is not None:
+                self._perm = self._perm.to(self.on_device.device)
+        index = self._perm[i * self.B + self.offset :][: self.local]
+        if self.on_device is not None:  # same images, same [-1, 1] scaling as dataset.batch
+            return self.on_device[index].float().div_(127.5).sub_(1.0)
+        return self.dataset.batch(index)
 
 
 def train(
@@ -124,7 +142,7 @@ def train(
             d.barrier()
     if (dataset.resolution, dataset.channels) != (cfg_m.resolution, cfg_m.channels):
         raise ConfigError("the dataset's resolution or channels differ from the model's")
-    batches = Batches(dataset, cfg_t.batch_size, cfg_t.seed, d)
+    batches = Batches(dataset, cfg_t.batch_size, cfg_t.seed, d, device)
 
     torch.manual_seed(cfg_t.seed)
     random.seed(cfg_t.seed)
