@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import evaluate
 from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 DESCRIPTION = """\
@@ -53,12 +54,14 @@ FLAGS: dict[str, tuple[str, str]] = {
     "keep_checkpoints": ("train", "keep_checkpoints"),
     "device": ("train", "device"),
     "deterministic": ("train", "deterministic"),
+    "amp": ("train", "amp"),
+    "channels_last": ("train", "channels_last"),
+    "fused_adam": ("train", "fused_adam"),
+    "compile": ("train", "compile"),
     "data": ("data", "source"),
     "celeba_crop": ("data", "celeba_crop"),
     "max_images": ("data", "max_images"),
 }
-# What a resume may change: how long to train and how often to report.
-RESUMABLE = {"steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "device"}
 GREYSCALE_BUILTINS = {"fashion-mnist"}
 
 
@@ -126,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the resolved configuration and exit"
     )
     g.add_argument("--quiet", action="store_true", help="no progress bar; one line per record")
+    g = t.add_argument_group("speed (opt-in, except fused Adam which is on for CUDA)")
+    on_off = argparse.BooleanOptionalAction
+    g.add_argument(
+        "--amp",
+        action=on_off,
+        default=None,
+        help="bf16 autocast for the networks; losses and k_t stay float32",
+    )
+    g.add_argument("--channels-last", action=on_off, default=None, help="NHWC memory layout")
+    g.add_argument("--fused-adam", action=on_off, default=None, help="fused Adam kernels (CUDA)")
+    g.add_argument("--compile", action=on_off, default=None, help="torch.compile G and D")
     g = t.add_argument_group("model (paper Figure 1)")
     g.add_argument("--resolution", type=int, help=f"32, 64, 128 or 256 (default {d[0].resolution})")
     g.add_argument(
@@ -182,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
 
     sub.add_parser("datasets", help="list the built-in datasets")
+    evaluate.add_parser(sub)
     return p
 
 
@@ -315,14 +330,19 @@ def cmd_datasets(_: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .classifier import ClassifierError
     from .data import DatasetError
     from .hub import CheckpointError
 
+    commands = {
+        "train": cmd_train,
+        "sample": cmd_sample,
+        "datasets": cmd_datasets,
+        "evaluate": evaluate.main,
+    }
     try:
-        return {"train": cmd_train, "sample": cmd_sample, "datasets": cmd_datasets}[args.command](
-            args
-        )
-    except (ConfigError, DatasetError, CheckpointError) as e:
+        return commands[args.command](args)
+    except (ConfigError, DatasetError, CheckpointError, ClassifierError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:

@@ -75,7 +75,8 @@ class RunDir:
         return f"RunDir({str(self.path)!r})"
 
     def exists(self) -> bool:
-        return self.config_path.is_file()
+        """A run directory, not a checkpoint folder (which has a config.json too)."""
+        return self.config_path.is_file() and self.checkpoints_dir.is_dir()
 
     def create(self) -> None:
         for d in (self.path, self.samples_dir, self.checkpoints_dir):
@@ -211,5 +212,5 @@ def list_runs(root: str | os.PathLike) -> list[RunDir]:
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [RunDir(p) for p in root.iterdir() if (p / "config.json").is_file()]
+    runs = [RunDir(p) for p in root.iterdir() if RunDir(p).exists()]
     return sorted(runs, key=lambda r: r.config_path.stat().st_mtime, reverse=True)

@@ -116,6 +116,8 @@ def test_train_then_resume_then_sample(tmp_path):
     r = run_cli("sample", str(out), "--n", "16", "--out", str(grid))
     assert r.returncode == 0, r.stderr
     assert Image.open(grid).size == (2 + 4 * 34, 2 + 4 * 34)
+    r = run_cli("sample", str(run.latest_checkpoint()), "--n", "4", "--out", str(grid))
+    assert r.returncode == 0, r.stderr  # a bare checkpoint folder works too
 
 
 def test_sigterm_stops_gracefully_with_a_checkpoint(tmp_path):

@@ -52,7 +52,9 @@ def test_status_and_stop_flag(tmp_path):
 
 def test_list_runs(tmp_path):
     assert list_runs(tmp_path / "none") == []
-    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "checkpoints").mkdir(parents=True)
     (tmp_path / "a" / "config.json").write_text("{}")
+    (tmp_path / "checkpoint_folder").mkdir()
+    (tmp_path / "checkpoint_folder" / "config.json").write_text("{}")
     (tmp_path / "not_a_run").mkdir()
     assert [r.path.name for r in list_runs(tmp_path)] == ["a"]

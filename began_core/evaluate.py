@@ -1,0 +1,330 @@
+"""`python -m began_core evaluate CHECKPOINT_OR_RUN`: offline quality metrics of a generator.
+
+Generated images (fixed seeds) are compared with real images of the dataset the model was
+trained on, with metrics that need no downloaded weights (see `metrics.py`):
+
+- SWD: multi-scale sliced Wasserstein distance of Laplacian-pyramid patches (x1e3, lower better);
+- classifier FD: Frechet distance in the feature space of the project's own classifier for
+  that dataset and resolution (`classifier.py`, `pretrained/classifiers/`), lower better;
+- coverage and KL: share of the data's classes the classifier finds among the generated
+  images, and KL(p_gen || p_data) of the class histograms (mode dropping; gamma's effect);
+- diversity: mean pairwise feature distance of the generated images over that of real ones
+  (1.0 = as diverse as the data); pixel diversity: the same on 16x16 pixels.
+
+Every figure is also given for a second, disjoint set of real images scored as if it were
+generated (`reference`): what a perfect generator would get at this sample size. Both real sets
+and the generated set have the same size n (capped at half the dataset). Inception FID needs
+weights this project never downloads: it is computed only from a local TorchScript copy named
+by $BEGAN_INCEPTION_WEIGHTS, and is otherwise null with a note that says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+INCEPTION_ENV = "BEGAN_INCEPTION_WEIGHTS"
+INCEPTION_FILE = (
+    "inception-2015-12-05.pt"  # the TorchScript Inception-v3 of StyleGAN2-ADA / clean-fid
+)
+DEFAULT_N = 1024
+MIN_N = 16
+DEFAULT_DATA = "fluent-faces"
+METRIC_KEYS = ("swd", "classifier_fd", "coverage", "kl", "diversity", "pixel_diversity")
+
+
+def resolve(checkpoint_or_run: str | os.PathLike) -> tuple[str | Path, dict[str, Any] | None]:
+    """(checkpoint folder or Hub id, the run's data config or None). A run directory gives its
+    latest checkpoint; a checkpoint inside a run's checkpoints/ gives that run's data config."""
+    from .config import ConfigError
+    from .runs import RunDir
+
+    path = Path(checkpoint_or_run)
+    if not path.is_dir():
+        return checkpoint_or_run, None  # hub.load says what is wrong with it
+    run = None
+    if (path / "checkpoints").is_dir() and RunDir(path).exists():
+        run = RunDir(path)
+        latest = run.latest_checkpoint()
+        if latest is None:
+            raise ConfigError(f"run {path} has no checkpoint yet.")
+        path = latest
+    elif path.parent.name == "checkpoints" and RunDir(path.parent.parent).exists():
+        run = RunDir(path.parent.parent)
+    data = run.read_config_dict().get("data") if run is not None else None
+    return path, data
+
+
+def _data_from_card(path: str | Path) -> str | None:
+    card = Path(path) / "README.md"
+    if not card.is_file():
+        return None
+    m = re.search(r"^\|\s*data\s*\|\s*`([^`]+)`", card.read_text(encoding="utf-8"), re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def inception_fid(real, fake, device: str = "cpu") -> tuple[float | None, str]:
+    """(FID, note) from a local TorchScript Inception-v3 named by $BEGAN_INCEPTION_WEIGHTS
+    (called as `net(images_0_255, return_features=True)` -> (N, 2048), the convention of
+    StyleGAN2-ADA's and clean-fid's inception-2015-12-05.pt); (None, why) without one."""
+    import torch
+
+    from .metrics import frechet_distance
+
+    path = os.environ.get(INCEPTION_ENV)
+    if not path:
+        return None, (
+            "Inception FID not computed: the Inception-v3 weights are not available offline "
+            f"and this project never downloads them. To compute it, set {INCEPTION_ENV} to a "
+            f"local TorchScript copy of {INCEPTION_FILE}. The offline metrics above do not "
+            "need it."
+        )
+    try:
+        net = torch.jit.load(path, map_location=device).eval()
+        feats = []
+        with torch.inference_mode():
+            for x in (real, fake):
+                parts = []
+                for chunk in x.split(64):
+                    chunk = chunk.add(1).mul(127.5).round().clamp(0, 255)
+                    if chunk.shape[1] == 1:
+                        chunk = chunk.repeat(1, 3, 1, 1)
+                    f = net(chunk.to(device), return_features=True)
+                    parts.append(f.reshape(len(chunk), -1).double().cpu())
+                feats.append(torch.cat(parts))
+        fid = frechet_distance(*feats)
+    except Exception as e:  # any failure of a user-supplied network is reported, not raised
+        why = f"{type(e).__name__}: {e}"
+        return None, f"Inception FID not computed: {path} did not work as Inception ({why})"
+    return fid, (
+        f"Inception FID from {Path(path).name}, {len(real)} real vs {len(fake)} generated "
+        "images; with few images FID is biased upwards (papers use 50,000)."
+    )
+
+
+def evaluate(
+    checkpoint_or_run: str | os.PathLike,
+    *,
+    n: int = DEFAULT_N,
+    data: str | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    classifier: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Offline quality metrics of a checkpoint folder, a run directory (its latest checkpoint)
+    or a Hub id, against the real images of its dataset; see the module docstring.
+
+    The dataset is `data` if given, else the run's `config.json`, else the model card's data
+    row, else fluent-faces. `n` generated images (z from `seed`) are compared with n real
+    ones; n is capped at half the dataset so that a disjoint real reference set of the same
+    size exists. Raises ConfigError, DatasetError, CheckpointError or ClassifierError (all
+    ValueErrors) with a message that says what to do.
+    """
+    import numpy as np
+    import torch
+
+    from . import metrics
+    from .classifier import ClassifierError, find_classifier, load_classifier
+    from .config import ConfigError
+    from .data import open_dataset
+    from .hub import CheckpointError, load
+
+    start = time.time()
+    if not isinstance(n, int) or n < MIN_N:
+        raise ConfigError(f"n must be an integer of at least {MIN_N}, got {n!r}.")
+    checkpoint, run_data = resolve(checkpoint_or_run)
+    model = load(checkpoint, device=device)
+    cfg = model.config
+    open_kw: dict[str, Any] = {}
+    card = _data_from_card(checkpoint) if Path(str(checkpoint)).is_dir() else None
+    if data is not None:
+        source, data_from = str(data), "--data"
+    elif run_data is not None:
+        source, data_from = str(run_data.get("source", DEFAULT_DATA)), "run config"
+        open_kw = {k: run_data.get(k) for k in ("celeba_crop", "max_images")}
+    elif card is not None:
+        source, data_from = card, "model card"
+    else:
+        source, data_from = DEFAULT_DATA, "default: no run config or model card names one"
+    ds = open_dataset(source, cfg.resolution, cfg.channels, **open_kw)
+
+    try:
+        clf_path = (
+            Path(classifier)
+            if classifier
+            else find_classifier(source, cfg.resolution, cfg.channels)
+        )
+    except ClassifierError as e:
+        if data_from.startswith("default"):
+            raise ClassifierError(
+                f"{e} (the dataset defaulted to {DEFAULT_DATA}: name the model's with --data)"
+            ) from None
+        raise
+    clf = load_classifier(clf_path, device=device)
+    if ds.class_names is not None and list(ds.class_names) != list(clf.config.class_names):
+        raise ClassifierError(
+            f"the classifier {clf_path} was trained on other classes than {source!r} has."
+        )
+
+    # Equal-sized sets: n real, n generated and n other real images as the reference.
+    n_eff = min(n, len(ds) // 2)
+    if n_eff < MIN_N:
+        raise ConfigError(f"{source!r} has {len(ds)} images; at least {2 * MIN_N} are needed.")
+    perm = np.random.default_rng(seed).permutation(len(ds))
+    real, ref = ds.batch(perm[:n_eff]), ds.batch(perm[n_eff : 2 * n_eff])
+    z = model.sample_z(n_eff, generator=torch.Generator().manual_seed(seed), device="cpu")
+    fake = torch.cat([model.generate(c.to(device)).float().cpu() for c in z.split(256)])
+    if not torch.isfinite(fake).all():
+        raise CheckpointError(
+            f"{checkpoint} generates non-finite images (NaN or inf): its weights are broken."
+        )
+
+    f_real, logits_real = clf.embed(real)
+    labels = ds.labels if ds.labels is not None else logits_real.argmax(1).numpy()
+    K = clf.config.num_classes
+
+    def score(x: torch.Tensor) -> dict[str, Any]:
+        f, logits = clf.embed(x)
+        swd = metrics.sliced_wasserstein(real, x, seed=seed)
+        classes = metrics.class_coverage(logits.argmax(1), labels, K)
+        return {
+            "swd": swd["mean"],
+            "swd_levels": swd["levels"],
+            "classifier_fd": metrics.frechet_distance(f_real, f),
+            "coverage": classes["coverage"],
+            "kl": classes["kl"],
+            "classes_generated": classes["classes_generated"],
+            "classes_in_data": classes["classes_in_data"],
+            "diversity": metrics.diversity(f, reference=f_real),
+            "pixel_diversity": metrics.diversity(x, reference=real),
+        }
+
+    generated, reference = score(fake), score(ref)
+    fid, note = inception_fid(real, fake, device)
+    step = re.search(r"step_(\d+)", Path(str(checkpoint)).name)
+    return {
+        "checkpoint": str(checkpoint),
+        "step": int(step.group(1)) if step else None,
+        "data": source,
+        "data_from": data_from,
+        "resolution": cfg.resolution,
+        "channels": cfg.channels,
+        "n": n_eff,
+        "n_requested": n,
+        "seed": seed,
+        "classifier": str(clf_path),
+        "classifier_test_accuracy": clf.config.info.get("test_accuracy"),
+        **generated,
+        "reference": reference,
+        "inception_fid": fid,
+        "inception_note": note,
+        "seconds": round(time.time() - start, 1),
+    }
+
+
+# --------------------------------------------------------------------------- command line
+
+ROWS = (  # key, label, which way is better
+    ("swd", "SWD x1e3, mean of levels", "lower"),
+    ("classifier_fd", "classifier Frechet distance", "lower"),
+    ("coverage", "class coverage", "higher"),
+    ("kl", "class KL(gen || data), nats", "lower"),
+    ("diversity", "diversity, classifier features", "near 1"),
+    ("pixel_diversity", "diversity, 16x16 pixels", "near 1"),
+)
+
+
+def format_table(r: dict[str, Any]) -> str:
+    ref = r["reference"]
+    lines = [
+        f"checkpoint  {r['checkpoint']}"
+        + (f" (step {r['step']})" if r["step"] is not None else ""),
+        f"data        {r['data']} ({r['data_from']}), {r['channels']}x{r['resolution']}x"
+        f"{r['resolution']}, n = {r['n']} generated vs {r['n']} real, seed {r['seed']}",
+        f"classifier  {r['classifier']} (held-out accuracy {r['classifier_test_accuracy']})",
+    ]
+    if r["n"] < r["n_requested"]:
+        lines.append(
+            f"            n cut from {r['n_requested']} to {r['n']}: the real reference set "
+            "must be disjoint from the real set"
+        )
+    lines += ["", f"{'metric':34s}{'generated':>12s}{'real data':>12s}   better"]
+    for key, label, better in ROWS:
+        lines.append(f"{label:34s}{r[key]:12.4g}{ref[key]:12.4g}   {better}")
+        if key == "swd":
+            for level, v in r["swd_levels"].items():
+                lines.append(
+                    f"{'  SWD level ' + level + 'px':34s}{v:12.4g}{ref['swd_levels'][level]:12.4g}"
+                )
+    fid = "n/a" if r["inception_fid"] is None else f"{r['inception_fid']:.4g}"
+    lines += [
+        f"{'Inception FID':34s}{fid:>12s}",
+        "",
+        "real data: a second, disjoint set of real images scored as if generated (what a",
+        "perfect generator gets at this n). Classes generated: "
+        f"{r['classes_generated']} of {r['classes_in_data']}.",
+        *textwrap.wrap(r["inception_note"], 88),
+        f"({r['seconds']:.0f} s)",
+    ]
+    return "\n".join(lines)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    e = subparsers.add_parser(
+        "evaluate",
+        help="offline quality metrics (SWD, classifier FD, class coverage, diversity)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT_OR_RUN",
+        help="checkpoint folder, run directory, or Hub repo id",
+    )
+    e.add_argument(
+        "--n",
+        type=int,
+        default=DEFAULT_N,
+        help=f"generated images, and real ones (default {DEFAULT_N}; at most half the dataset)",
+    )
+    e.add_argument(
+        "--data",
+        help="dataset of the real images (default: the run's, the model card's, or fluent-faces)",
+    )
+    e.add_argument(
+        "--json", type=Path, metavar="PATH", help="also write the results to this JSON file"
+    )
+    e.add_argument("--device", default="cpu")
+    e.add_argument(
+        "--seed", type=int, default=0, help="seed of z and of the real subsets (default 0)"
+    )
+    e.add_argument(
+        "--classifier",
+        type=Path,
+        help="classifier folder (default: pretrained/classifiers/<data>-<resolution>)",
+    )
+    return e
+
+
+def main(args: argparse.Namespace) -> int:
+    result = evaluate(
+        args.checkpoint,
+        n=args.n,
+        data=args.data,
+        device=args.device,
+        seed=args.seed,
+        classifier=args.classifier,
+    )
+    print(format_table(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
