@@ -6,6 +6,8 @@ one code path that the training loop, the benchmark and the tests run.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -64,7 +66,8 @@ class TrainStep:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         # bf16 autocast covers the networks; ae_loss and everything after it run in float32.
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
+        with amp:
             # Update D: L_D = L(x) - k_t * L(G(z_D)).
             L_x, L_D = update_D(
                 self.model, self.opt_D, x, self.z(B), self.k_t, cfg.eta, D=self.D_train
