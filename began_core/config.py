@@ -90,6 +90,9 @@ class TrainConfig:
                 f"gamma must be in (0, 1], got {self.gamma}: it is the target ratio "
                 "E[L(G(z))] / E[L(x)]; the paper uses 0.3, 0.5 and 0.7."
             )
+        for name in ("gamma", "lambda_k", "k_0", "lr", "lr_min", "lr_tolerance", "beta1", "beta2"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}.")
         if not 0.0 <= self.k_0 <= 1.0:
             raise ConfigError(f"k_0 must be in [0, 1], got {self.k_0}.")
         if self.lambda_k <= 0:

@@ -118,6 +118,7 @@ def train(
     distributed.py.
     """
     run = RunDir(run_dir)
+    started = time.time()  # a STOP older than this is stale; a newer one is honoured
     cfg_m, cfg_t = config.model, config.train
     d, device = distributed.init(cfg_t.device)
     if cfg_t.deterministic:
@@ -192,7 +193,7 @@ def train(
         run.write_config(config, meta)
         if not run.samples():
             save_grid(model.generate(z_fixed), run.sample_path(0), nrow=8)
-    if d.main:
+    if d.main and run.stop_requested() and run.stop_path.stat().st_mtime < started:
         run.clear_stop()
     rank_log = _RankLog(d)
 
@@ -282,6 +283,7 @@ def train(
                 rank_log.write(step, float(step_fn.k_t), lr)
                 if d.main:
                     run.append_metrics(last)
+                    status("running", processes=d.world)  # also a heartbeat
                 yield last
             if d.main and (step % cfg_t.sample_every == 0 or step == cfg_t.steps):
                 save_grid(model.generate(z_fixed), run.sample_path(step), nrow=8)

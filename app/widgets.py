@@ -1,0 +1,218 @@
+"""Pieces the pages share: what a run is (state, config, metrics), its badge, its sample grids."""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+from PIL import Image
+
+from began_core import launch
+from began_core.runs import RunDir
+
+BADGES = {  # state -> (colour, icon)
+    "starting": ("gray", ":material/hourglass_top:"),
+    "running": ("blue", ":material/directions_run:"),
+    "stopping": ("orange", ":material/pause_circle:"),
+    "finished": ("green", ":material/check_circle:"),
+    "stopped": ("violet", ":material/stop_circle:"),
+    "failed": ("red", ":material/error:"),
+    "unknown": ("gray", ":material/help:"),
+}
+MARKS = {  # state -> a mark for plain-text labels; text glyphs, not emoji, so any font has them
+    "starting": "…",
+    "running": "▶",
+    "stopping": "■",
+    "finished": "✓",
+    "stopped": "■",
+    "failed": "✗",
+    "unknown": "?",
+}
+GRID_WIDTH = 560  # sample grids are upscaled (nearest neighbour) to about this many pixels
+
+
+@dataclass
+class RunInfo:
+    """A run as the page shows it: read once per refresh."""
+
+    run: RunDir
+    state: str
+    config: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.run.path.name
+
+    @property
+    def train(self) -> dict[str, Any]:
+        return self.config.get("train", {})
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.config.get("model", {})
+
+    @property
+    def data(self) -> str:
+        return str(self.config.get("data", {}).get("source", "?"))
+
+    @property
+    def gamma(self) -> float:
+        return float(self.train.get("gamma", float("nan")))
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.records[-1] if self.records else {}
+
+    @property
+    def step(self) -> int:
+        return int(self.last.get("step", self.status.get("step") or 0))
+
+    @property
+    def steps(self) -> int:
+        return int(self.status.get("steps") or self.train.get("steps") or 0)
+
+    @property
+    def heartbeat(self) -> float | None:
+        """When the trainer last wrote a metrics record (or its status)."""
+        try:
+            return self.run.metrics_path.stat().st_mtime
+        except OSError:
+            return self.status.get("updated")
+
+    @property
+    def active(self) -> bool:
+        return self.state in launch.ACTIVE
+
+    def params(self) -> dict[str, str]:
+        """The settings a user picks when launching, as short labels."""
+        t, m = self.train, self.model
+        return {
+            "γ": _fmt(t.get("gamma")),
+            "λ_k": _fmt(t.get("lambda_k")),
+            "n": _fmt(m.get("n")),
+            "res": _fmt(m.get("resolution")),
+            "lr": _fmt(t.get("lr")),
+            "batch": _fmt(t.get("batch_size")),
+            "seed": _fmt(t.get("seed")),
+            "data": Path(self.data).name if self.data else "?",
+        }
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else "?"
+
+
+def run_info(run: RunDir) -> RunInfo:
+    try:
+        config = run.read_config_dict()
+    except (FileNotFoundError, ValueError):
+        config = {}
+    return RunInfo(
+        run=run,
+        state=launch.run_state(run),
+        config=config,
+        records=metrics(run),
+        status=run.read_status(),
+    )
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _metrics(path: str, mtime_ns: int, size: int) -> list[dict[str, Any]]:
+    return RunDir(path).read_metrics()
+
+
+def metrics(run: RunDir) -> list[dict[str, Any]]:
+    """metrics.jsonl, parsed again only when the file changed. Treat as read-only."""
+    try:
+        stat = run.metrics_path.stat()
+    except OSError:
+        return []
+    return _metrics(str(run.metrics_path.parent), stat.st_mtime_ns, stat.st_size)
+
+
+def badge(state: str) -> None:
+    color, icon = BADGES.get(state, BADGES["unknown"])
+    st.badge(state, icon=icon, color=color)
+
+
+def mark(state: str) -> str:
+    return f"{MARKS.get(state, MARKS['unknown'])} {state}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def ago(timestamp: float | None) -> str:
+    if not timestamp:
+        return "—"
+    seconds = max(0.0, time.time() - timestamp)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _upscaled_png(path: str, mtime_ns: int, width: int) -> bytes:
+    with Image.open(path) as im:
+        im.load()
+        factor = max(1, round(width / im.width))
+        big = im.resize((im.width * factor, im.height * factor), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    big.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def grid_image(path: Path, width: int = GRID_WIDTH) -> bytes | None:
+    """A sample grid, upscaled by whole pixels so 32x32 images stay sharp; None if unreadable."""
+    try:
+        return _upscaled_png(str(path), path.stat().st_mtime_ns, width)
+    except OSError:
+        return None
+
+
+def sample_browser(run: RunDir, key: str) -> None:
+    """The newest sample grid, and a step slider through the saved ones. The slider follows
+    new grids as they arrive unless it was moved back to an older one."""
+    samples = run.samples()
+    if not samples:
+        st.caption("No sample grid yet.")
+        return
+    steps = [s for s, _ in samples]
+    latest_key = f"{key}::latest"
+    if (
+        key not in st.session_state
+        or st.session_state[key] not in steps
+        or st.session_state[key] == st.session_state.get(latest_key)
+    ):
+        st.session_state[key] = steps[-1]
+    st.session_state[latest_key] = steps[-1]
+    if len(steps) > 1:
+        step = st.select_slider(
+            "Sample grid at step",
+            options=steps,
+            key=key,
+            format_func=lambda s: f"{s:,}",
+            help="The same 64 fixed z at every step, so the grids show how G(z) evolves.",
+        )
+    else:
+        step = steps[0]
+    png = grid_image(dict(samples)[step])
+    if png is None:
+        st.caption("This grid could not be read.")
+        return
+    newest = " (newest)" if step == steps[-1] else ""
+    st.image(png, caption=f"G(z) at step {step:,}{newest}", width="stretch", output_format="PNG")

@@ -1,0 +1,195 @@
+"""The dashboard in a real browser: Playwright drives Debian's chromium against a
+`streamlit run app/main.py` started here. It launches a tiny run from the page, sees the
+curves gain points while it trains, stops it, and saves screenshots (to $BEGAN_SCREENSHOTS,
+or a temporary folder)."""
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from began_core import launch
+from began_core.runs import RunDir
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parent.parent
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 120_000  # generous: a loaded 2-core machine trains and serves at once
+
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="pip install playwright (its browser download is not needed)"
+)
+pytest.importorskip("streamlit")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install -y chromium"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`streamlit run app/main.py` on a free local port, with its own runs folder."""
+    runs, port = tmp_path / "runs", free_port()
+    env = dict(os.environ, BEGAN_RUNS_DIR=str(runs), BEGAN_REFRESH_S="1")
+    env.pop("BEGAN_READ_ONLY", None)
+    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)),
+            *("--server.address", "127.0.0.1", "--server.headless", "true"),
+            *("--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r,
+        ):
+            if r.status == 200:
+                break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log.close()
+            pytest.fail(f"streamlit did not start:\n{(tmp_path / 'streamlit.log').read_text()}")
+        time.sleep(0.3)
+    try:
+        yield url, runs
+    finally:
+        # The trainer outlives the server by design: end ours by its pid, gracefully or not.
+        for run in launch.list_all_runs(runs):
+            launch.stop_run(run)
+            pid = run.read_status().get("pid")
+            deadline = time.monotonic() + 30
+            while launch.run_state(run) in launch.ACTIVE and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if pid and launch.run_state(run) in launch.ACTIVE:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture
+def screenshots(tmp_path):
+    folder = Path(os.environ.get("BEGAN_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def curve_points(page) -> int:
+    """Points in the first trace of the live figure, as plotly holds them in the page."""
+    return page.evaluate(
+        "() => { const p = document.querySelector('.js-plotly-plot');"
+        " return p && p.data && p.data.length ? p.data[0].x.length : 0; }"
+    )
+
+
+def state(page, name: str):
+    """The status badge (its icon's ligature comes first in its text)."""
+    return page.get_by_test_id("stMain").get_by_text(re.compile(rf"(^|\s){name}$")).first
+
+
+def settle(page) -> None:
+    """Wait until no script runs, so a screenshot shows no stale elements."""
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
+
+
+def wait_until(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def test_launch_watch_and_stop_a_run_in_the_browser(server, screenshots):
+    url, runs = server
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1900})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            page.get_by_text("No runs yet").wait_for()
+
+            # The new-run panel: the tiny built-in data, a tiny model, frequent records.
+            sidebar = page.get_by_test_id("stSidebar")
+            sidebar.get_by_label("Data").click()
+            page.get_by_role("option", name="shapes", exact=True).click()
+            sidebar.get_by_text("512 procedural").wait_for()
+            fill = {"Run name": "tiny", "Filters n": "8", "Steps": "5000"}
+            for label, value in fill.items():
+                sidebar.get_by_label(label, exact=True).fill(value)
+            sidebar.get_by_text("Logging").click()
+            sidebar.get_by_label("Log every (steps)").fill("2")
+            sidebar.get_by_label("Sample grid every").fill("20")
+            sidebar.get_by_role("button", name="Start training").click()
+            sidebar.get_by_text("Started tiny").wait_for()
+
+            # Live: the curves gain points between two looks, without reloading the page.
+            state(page, "running").wait_for()
+            first = wait_until(
+                lambda: (n := curve_points(page)) >= 2 and n, 120, "the first points"
+            )
+            later = wait_until(
+                lambda: (n := curve_points(page)) > first and n, 120, "the curves to grow"
+            )
+            assert later > first
+            settle(page)
+            page.screenshot(path=str(screenshots / "train-live.png"), full_page=True)
+
+            # A reload shows the same run (it is in the URL), still training.
+            assert "run=tiny" in page.url
+            page.reload()
+            state(page, "running").wait_for()
+            wait_until(lambda: curve_points(page) > later, 120, "more points after a reload")
+
+            page.get_by_role("button", name="Stop").click()
+            state(page, "stopped").wait_for()
+            run = RunDir(runs / "tiny")
+            assert run.read_status()["state"] == "stopped"
+            assert run.latest_checkpoint() is not None
+            page.get_by_role("button", name="Resume").wait_for()
+            settle(page)
+            page.screenshot(path=str(screenshots / "train-stopped.png"), full_page=True)
+
+            page.get_by_role("link", name="Runs & compare").click()
+            page.get_by_text("Compare runs").wait_for()
+            page.locator(".js-plotly-plot").first.wait_for()
+            page.get_by_test_id("stDataFrame").locator("canvas").first.wait_for()
+            settle(page)
+            page.screenshot(path=str(screenshots / "runs.png"), full_page=True)
+        finally:
+            browser.close()
