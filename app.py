@@ -1,0 +1,6 @@
+"""Hugging Face Spaces entry point: the BEGAN explorer on the checkpoints in pretrained/."""
+
+from app.explorer import main
+
+if __name__ == "__main__":
+    main()
