@@ -28,6 +28,6 @@ pages = [
         default=True,
     ),
     st.Page("views/runs.py", title="Runs & compare"),
-    # Further tools of the studio (the explorer of trained generators) join this list.
+    st.Page("views/explore.py", title="Explore"),
 ]
 st.navigation(pages, position="top").run()

@@ -396,3 +396,21 @@ def test_launch_and_stop_a_real_run_from_the_page(runs_dir):
     assert "stopped" in texts(at, "markdown")
     assert run.latest_checkpoint() is not None
     assert {"Resume training", "Delete for good"} <= {b.label for b in at.button}
+
+
+def test_explore_page_serves_the_explorer(runs_dir, monkeypatch):
+    """The Explore tab starts the Gradio explorer once and frames it; the server answers."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("GRADIO_SERVER_PORT", str(port))
+    explore = MAIN.parent / "views" / "explore.py"
+    at = AppTest.from_file(str(explore), default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error
+    url = texts(at, "caption").split("Served at ")[-1].strip()
+    assert url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(url + "config", timeout=30) as r:
+        assert r.status == 200 and b"components" in r.read()
