@@ -14,7 +14,7 @@ def readme_commands() -> list[str]:
 def test_ci_runs_exactly_the_readme_test_command():
     _, test_command = readme_commands()
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
-    assert ci[-1] == test_command
+    assert test_command in ci
 
 
 def test_readme_main_command_uses_only_shipped_data():
