@@ -147,6 +147,9 @@ def test_a_run_resumed_by_hand_is_seen_running(tmp_path):
     gone.wait()
     trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "began_core"])
     try:
+        deadline = time.time() + 30  # on a loaded machine the new process may take a moment
+        while not launch._alive(trainer.pid) and time.time() < deadline:
+            time.sleep(0.1)
         run = fake_run(tmp_path / "r", "running", trainer.pid)
         launched = {"pid": gone.pid, "started": time.time() - 100}  # by the dashboard, earlier
         (run.path / launch.LAUNCH_FILE).write_text(json.dumps(launched))
