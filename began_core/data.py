@@ -309,8 +309,9 @@ def _results(jobs: list, desc: str):
     workers = min(os.cpu_count() or 1, 8)
     try:
         if len(jobs) > POOL_MIN_FILES and workers > 1:
+            # Never "fork": torch's thread pools make a forked child deadlock on their locks.
             methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             with ctx.Pool(workers) as pool:
                 for r in pool.imap(_decode_job, jobs, chunksize=32):
                     bar.update()
