@@ -30,7 +30,7 @@ from starlette.routing import Mount
 from torch import Tensor
 
 from app import settings
-from began_core import explore
+from began_core import explore, metrics
 from began_core.data import DatasetError, ImageDataset, open_dataset, subset_indices
 from began_core.hub import CONFIG, WEIGHTS, CheckpointError, load
 from began_core.images import make_grid, to_uint8
@@ -378,7 +378,7 @@ class Explorer:
         z = explore.z_from_seeds(models[0], list(range(int(seed), int(seed) + n)))
         out = []
         for key, x in zip(keys, explore.gamma_grid(models, z), strict=True):
-            ckpt, figure = self._checkpoints.get(key), f"diversity {explore.diversity(x):.3f}"
+            ckpt, figure = self._checkpoints.get(key), f"diversity {metrics.diversity(x):.2f}"
             if ckpt and ckpt.gamma is not None:
                 caption = f"gamma {ckpt.gamma:g}: {figure} ({key})"
             else:
@@ -549,7 +549,8 @@ def build_explorer(
             gr.Markdown(
                 "Paper Figure 3: the same z through generators trained at different gamma. "
                 "A lower gamma gives sharper images and less diversity; the figure under each "
-                "grid is the mean pairwise L1 distance between its samples (0 to 1)."
+                "grid is the mean pairwise distance between its samples (16x16 pixels, values in "
+                "[-1, 1]; 0 when they are all the same), the label-free figure of `evaluate`."
             )
             with gr.Row(equal_height=True):
                 compare = gr.Dropdown(

@@ -62,12 +62,13 @@ def resolve(checkpoint_or_run: str | os.PathLike) -> tuple[str | Path, dict[str,
     return path, data
 
 
-def _data_from_card(path: str | Path) -> str | None:
-    card = Path(path) / "README.md"
-    if not card.is_file():
-        return None
-    m = re.search(r"^\|\s*data\s*\|\s*`([^`]+)`", card.read_text(encoding="utf-8"), re.MULTILINE)
-    return m.group(1) if m else None
+def _data_of(checkpoint: str | Path) -> dict[str, Any] | None:
+    """The data config a local checkpoint's training.json names (exported checkpoints)."""
+    from .hub import read_training
+
+    record = read_training(checkpoint) if Path(str(checkpoint)).is_dir() else None
+    data = (record or {}).get("run", {}).get("data")
+    return data if isinstance(data, dict) and data.get("source") else None
 
 
 def inception_fid(real, fake, device: str = "cpu") -> tuple[float | None, str]:
@@ -121,8 +122,8 @@ def evaluate(
     """Offline quality metrics of a checkpoint folder, a run directory (its latest checkpoint)
     or a Hub id, against the real images of its dataset; see the module docstring.
 
-    The dataset is `data` if given, else the run's `config.json`, else the model card's data
-    row, else fluent-faces. `n` generated images (z from `seed`) are compared with n real
+    The dataset is `data` if given, else the run's `config.json`, else the checkpoint's
+    training.json, else fluent-faces. `n` generated images (z from `seed`) are compared with n real
     ones; n is capped at half the dataset so that a disjoint real reference set of the same
     size exists. Raises ConfigError, DatasetError, CheckpointError or ClassifierError (all
     ValueErrors) with a message that says what to do.
@@ -143,16 +144,16 @@ def evaluate(
     model = load(checkpoint, device=device)
     cfg = model.config
     open_kw: dict[str, Any] = {}
-    card = _data_from_card(checkpoint) if Path(str(checkpoint)).is_dir() else None
+    exported = _data_of(checkpoint) if run_data is None else None
     if data is not None:
         source, data_from = str(data), "--data"
-    elif run_data is not None:
-        source, data_from = str(run_data.get("source", DEFAULT_DATA)), "run config"
-        open_kw = {k: run_data.get(k) for k in ("celeba_crop", "max_images")}
-    elif card is not None:
-        source, data_from = card, "model card"
+    elif run_data is not None or exported is not None:
+        known = run_data or exported
+        source = str(known.get("source", DEFAULT_DATA))
+        data_from = "run config" if run_data is not None else "training.json"
+        open_kw = {k: known.get(k) for k in ("celeba_crop", "max_images")}
     else:
-        source, data_from = DEFAULT_DATA, "default: no run config or model card names one"
+        source, data_from = DEFAULT_DATA, "default: no run config or training.json names one"
     ds = open_dataset(source, cfg.resolution, cfg.channels, **open_kw)
 
     try:

@@ -15,10 +15,8 @@ U[-1, 1]^Nz that G was trained on, so every function here keeps z inside it.
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
-import re
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.func import functional_call
 
+from . import hub
 from .data import load_image
 from .model import BEGAN
 
@@ -365,42 +364,14 @@ def gamma_grid(models: Sequence[BEGAN], z: Tensor) -> list[Tensor]:
     return [sample(m, z) for m in models]
 
 
-def diversity(images: Tensor) -> float:
-    """A label-free diversity figure of a batch of samples (B >= 2, in [-1, 1]).
-
-    The one call site for the explorer's gamma comparison: re-point it at the project's
-    metrics module when that offers a diversity measure. Until then: the mean pairwise L1
-    distance between the images on a [0, 1] pixel scale, averaged over pixels; 0 when all
-    samples are identical, about 1/3 for independent uniform noise. Lower gamma should give a
-    lower figure (paper Figure 3)."""
-    if images.dim() != 4 or images.shape[0] < 2:
-        raise ValueError(f"need a batch (B >= 2, C, H, W), got {tuple(images.shape)}")
-    flat = (images.float().flatten(1) + 1) / 2  # [0, 1]
-    distances = torch.cdist(flat, flat, p=1) / flat.shape[1]  # (B, B), mean over pixels
-    B = flat.shape[0]
-    return float(distances.sum() / (B * (B - 1)))
-
-
 def read_gamma(checkpoint: str | os.PathLike) -> float | None:
-    """The gamma a local checkpoint was trained at, or None if it does not say.
-
-    Read from the run's config.json when the checkpoint sits in a run directory
-    (RUN/checkpoints/step_N), else from the model card's training table."""
-    path = Path(checkpoint)
-    run_config = path.parent.parent / "config.json"
-    if path.parent.name == "checkpoints" and run_config.is_file():
-        try:
-            return float(json.loads(run_config.read_text(encoding="utf-8"))["train"]["gamma"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+    """The gamma a local checkpoint was trained at (from its training.json, or from its run's
+    config.json), or None if it does not say."""
+    record = hub.read_training(checkpoint)
     try:
-        card = (path / "README.md").read_text(encoding="utf-8")
-    except OSError:
+        return float(record["run"]["train"]["gamma"])
+    except (TypeError, KeyError, ValueError):
         return None
-    found = re.search(r"\|\s*gamma / lambda_k / k_0\s*\|\s*([0-9.]+)", card) or re.search(
-        r"^# .*gamma ([0-9.]+)", card, flags=re.MULTILINE
-    )
-    return float(found.group(1)) if found else None
 
 
 # --------------------------------------------------------------------------- input images

@@ -1,5 +1,9 @@
 """Checkpoints as model repositories: `config.json` + `model.safetensors` + `README.md`.
 
+Beside them `training.json` says, as data, how the weights were made: the run configuration
+(gamma among it), step, wall time, hardware and metrics; the README model card says the same
+for people. Readers (the explorer, `evaluate`) use `read_training`, never the card's text.
+
 The same layout locally, in `pretrained/` and on the Hugging Face Hub, so `load("pretrained/x")`
 and `load("user/repo")` take one code path (huggingface_hub's PyTorchModelHubMixin). Weights
 are safetensors only; nothing here unpickles.
@@ -13,6 +17,7 @@ import os
 import re
 import socket
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -25,6 +30,7 @@ from .model import BEGAN
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+TRAINING = "training.json"
 
 
 class CheckpointError(ValueError):
@@ -36,10 +42,12 @@ def save_pretrained(
     directory: str | os.PathLike,
     *,
     card: str | None = None,
+    training: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
     generator_only: bool = False,
 ) -> Path:
-    """Write `model` as a model repository. `dtype=torch.float16` halves the size on disk."""
+    """Write `model` as a model repository. `dtype=torch.float16` halves the size on disk;
+    `training` (see `model_card.training_record`) goes to training.json."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {
@@ -49,9 +57,31 @@ def save_pretrained(
     save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
     config = dataclasses.asdict(model.config)
     (directory / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if training is not None:
+        (directory / TRAINING).write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
     if card is not None:
         (directory / "README.md").write_text(card, encoding="utf-8")
     return directory
+
+
+def read_training(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
+    """What a local checkpoint says about its training (training.json), or None.
+
+    A checkpoint inside a run directory (RUN/checkpoints/step_N) that predates training.json
+    gets the run's config.json instead, under the same "run" key."""
+    path = Path(checkpoint)
+    try:
+        record = json.loads((path / TRAINING).read_text(encoding="utf-8"))
+        return record if isinstance(record, dict) else None
+    except (OSError, ValueError):
+        pass
+    run_config = path.parent.parent / CONFIG
+    if path.parent.name == "checkpoints" and run_config.is_file():
+        try:
+            return {"run": json.loads(run_config.read_text(encoding="utf-8"))}
+        except (OSError, ValueError):
+            return None
+    return None
 
 
 def read_config(name_or_path: str | os.PathLike) -> ModelConfig:
@@ -209,6 +239,6 @@ def push_to_hub(directory: str | os.PathLike, repo_id: str, *, private: bool = F
     info = api.upload_folder(
         repo_id=repo_id,
         folder_path=str(path),
-        allow_patterns=[CONFIG, WEIGHTS, "README.md", "*.png"],
+        allow_patterns=[CONFIG, WEIGHTS, TRAINING, "README.md", "*.png"],
     )
     return str(info)

@@ -1,13 +1,62 @@
-"""The README.md model card written beside every checkpoint's weights."""
+"""What a checkpoint says about itself: the README.md model card for people, and the same facts
+as data (`training_record`, saved as training.json by `hub.save_pretrained`)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from .config import RunConfig
 
 _METRIC_KEYS = ("k_t", "L_x", "L_G", "M_global", "lr")
+
+# The quality metrics of `evaluate`, as the card shows them: key, label, which way is better.
+QUALITY_ROWS = (
+    ("swd", "SWD x1e3 (mean of levels)", "lower"),
+    ("classifier_fd", "classifier Frechet distance", "lower"),
+    ("coverage", "class coverage", "higher"),
+    ("kl", "class KL(gen || data), nats", "lower"),
+    ("diversity", "diversity, classifier features", "near 1"),
+    ("pixel_diversity", "diversity, 16x16 pixels", "near 1"),
+)
+
+
+def training_record(
+    config: RunConfig,
+    *,
+    step: int,
+    wall_time: float,
+    hardware: str,
+    metrics: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The facts of a checkpoint as JSON-ready data: run configuration, step, wall time (s),
+    hardware, the last logged training metrics and the run's meta (command, dataset)."""
+    return {
+        "step": int(step),
+        "wall_time_s": round(float(wall_time), 1),
+        "hardware": hardware,
+        "metrics": {k: float(metrics[k]) for k in _METRIC_KEYS if metrics and k in metrics},
+        "run": {**config.to_dict(), "meta": dict(meta or {})},
+    }
+
+
+def quality_table(rows: Sequence[tuple[str, dict[str, Any]]], *, reference: bool = True) -> str:
+    """A markdown table of `evaluate` results, one row per (label, result), one column per
+    metric; with `reference`, a last row for the held-out real images scored as if generated."""
+    head = "| | " + " | ".join(f"{label} ({better})" for _, label, better in QUALITY_ROWS) + " |"
+    lines = [head, "|" + " --- |" * (len(QUALITY_ROWS) + 1)]
+    for name, r in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{r[k]:.4g}" for k, *_ in QUALITY_ROWS) + " |")
+    if reference and rows:
+        ref = rows[-1][1]["reference"]
+        lines.append(
+            "| real images (held-out set) | "
+            + " | ".join(f"{ref[k]:.4g}" for k, *_ in QUALITY_ROWS)
+            + " |"
+        )
+    return "\n".join(lines)
 
 
 def model_card(
@@ -18,8 +67,14 @@ def model_card(
     hardware: str,
     metrics: dict[str, Any] | None = None,
     command: str | None = None,
+    dataset: str | None = None,
+    evaluation: dict[str, Any] | None = None,
+    history: Sequence[dict[str, Any]] = (),
+    samples: str | None = None,
     extra: str = "",
 ) -> str:
+    """The README.md of a checkpoint. `evaluation` is an `evaluate` result for these weights,
+    `history` the same for earlier checkpoints of the run, `samples` an image file beside it."""
     m, t, d = config.model, config.train, config.data
     shown = {k: metrics[k] for k in _METRIC_KEYS if metrics and k in metrics}
     metric_lines = (
@@ -31,6 +86,21 @@ def model_card(
         f"--batch-size {t.batch_size} --gamma {t.gamma} --lambda-k {t.lambda_k} --lr {t.lr} "
         f"--seed {t.seed}"
     )
+    sections = [f"\n![samples of G from fixed z (seed 0)]({samples})\n"] if samples else []
+    if evaluation is not None:
+        ev = evaluation
+        rows = [*((f"step {h['step']}", h) for h in history), (f"step {step} (this)", ev)]
+        sections.append(f"""
+## Quality (`python -m began_core evaluate`, offline)
+
+{ev["n"]} generated images against {ev["n"]} real ones of `{ev["data"]}`, seed {ev["seed"]}; the
+classifier is the project's own ({ev["classifier"]}, held-out accuracy
+{ev["classifier_test_accuracy"]}). "Real images" is a second, disjoint real set scored as if
+it were generated: what a perfect generator would get at this sample size. Classes generated:
+{ev["classes_generated"]} of {ev["classes_in_data"]}. {ev["inception_note"]}
+
+{quality_table(rows)}
+""")
     return f"""---
 library_name: began-studio
 tags: [began, gan, image-generation, pytorch]
@@ -47,12 +117,13 @@ from began_core.hub import load
 model = load("THIS_FOLDER_OR_REPO_ID")
 images = model.generate(model.sample_z(16))  # (16, {m.channels}, {m.resolution}, {m.resolution}) in [-1, 1]
 ```
-
+{"".join(sections)}
 ## Training
 
 | setting | value |
 | --- | --- |
 | data | `{d.source}` |
+| dataset and licence | {dataset or "see the data source"} |
 | steps | {step} of {t.steps} |
 | wall time | {wall_time / 60:.1f} min |
 | hardware | {hardware} |

@@ -31,7 +31,7 @@ from .equilibrium import balance
 from .hub import CheckpointError, describe_mismatch, load, save_pretrained
 from .images import save_grid
 from .model import BEGAN
-from .model_card import model_card
+from .model_card import model_card, training_record
 from .runs import RunDir
 from .schedule import PlateauHalving
 from .step import TrainStep
@@ -206,8 +206,11 @@ def train(
 
         def write(tmp: Path) -> None:
             hardware = hardware_name(device, d.world)
-            card = model_card(config, step=step, wall_time=wall, hardware=hardware, metrics=last)
-            save_pretrained(model, tmp, card=card)
+            facts = dict(step=step, wall_time=wall, hardware=hardware, metrics=last)
+            meta = run.read_config_dict().get("meta", {})
+            card = model_card(config, **facts, command=meta.get("command"), dataset=dataset.description)
+            record = training_record(config, **facts, meta=meta)
+            save_pretrained(model, tmp, card=card, training=record)
             training_state.save(
                 tmp,
                 z_states=z_states,

@@ -16,7 +16,7 @@ from began_core.data import DatasetError, open_dataset
 from began_core.evaluate import INCEPTION_ENV, METRIC_KEYS, evaluate, inception_fid, resolve
 from began_core.hub import load, save_pretrained
 from began_core.model import BEGAN
-from began_core.model_card import model_card
+from began_core.model_card import training_record
 from began_core.runs import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,11 +164,11 @@ def test_a_run_directory_resolves_to_its_latest_checkpoint_and_dataset(tmp_path)
     assert resolve(inside) == (inside, RunConfig(model=TINY).to_dict()["data"])
 
 
-def test_a_bare_checkpoint_takes_its_dataset_from_the_model_card(tmp_path):
-    card = model_card(RunConfig(model=TINY), step=1, wall_time=0.0, hardware="test")
-    path = save_pretrained(BEGAN(TINY), tmp_path / "ckpt", card=card)
+def test_an_exported_checkpoint_takes_its_dataset_from_training_json(tmp_path):
+    record = training_record(RunConfig(model=TINY), step=1, wall_time=0.0, hardware="test")
+    path = save_pretrained(BEGAN(TINY), tmp_path / "ckpt", training=record)
     r = evaluate(path, n=16)
-    assert r["data"] == "fluent-faces" and r["data_from"] == "model card"
+    assert r["data"] == "fluent-faces" and r["data_from"] == "training.json"
 
 
 @pytest.mark.parametrize(
