@@ -1,4 +1,4 @@
-"""`python -m began_core train | sample`: the command line over train.py and hub.py."""
+"""`python -m began_core train | sample | datasets | evaluate | export`: the command line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import evaluate
+from . import evaluate, export
 from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 DESCRIPTION = """\
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("datasets", help="list the built-in datasets")
     evaluate.add_parser(sub)
+    export.add_parser(sub)
     return p
 
 
@@ -339,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "sample": cmd_sample,
         "datasets": cmd_datasets,
         "evaluate": evaluate.main,
+        "export": export.main,
     }
     try:
         return commands[args.command](args)

@@ -285,9 +285,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument(
-        "checkpoint",
+        "checkpoints",
+        nargs="+",
         metavar="CHECKPOINT_OR_RUN",
-        help="checkpoint folder, run directory, or Hub repo id",
+        help="checkpoint folder, run directory, or Hub repo id; several are compared in a "
+        "markdown table (e.g. one per gamma, or one run's checkpoints by step)",
     )
     e.add_argument(
         "--n",
@@ -300,7 +302,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="dataset of the real images (default: the run's, the model card's, or fluent-faces)",
     )
     e.add_argument(
-        "--json", type=Path, metavar="PATH", help="also write the results to this JSON file"
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="also write the results to this JSON file (a list when several checkpoints)",
     )
     e.add_argument("--device", default="cpu")
     e.add_argument(
@@ -315,17 +320,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    result = evaluate(
-        args.checkpoint,
-        n=args.n,
-        data=args.data,
-        device=args.device,
-        seed=args.seed,
-        classifier=args.classifier,
-    )
-    print(format_table(result))
+    from .model_card import quality_table
+
+    results = []
+    for checkpoint in args.checkpoints:
+        result = evaluate(
+            checkpoint,
+            n=args.n,
+            data=args.data,
+            device=args.device,
+            seed=args.seed,
+            classifier=args.classifier,
+        )
+        print(format_table(result), end="\n\n", flush=True)
+        results.append(result)
+    if len(results) > 1:
+        print(quality_table([(str(c), r) for c, r in zip(args.checkpoints, results, strict=True)]))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        payload = results[0] if len(results) == 1 else results
+        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json}", file=sys.stderr)
     return 0

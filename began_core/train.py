@@ -208,7 +208,9 @@ def train(
             hardware = hardware_name(device, d.world)
             facts = dict(step=step, wall_time=wall, hardware=hardware, metrics=last)
             meta = run.read_config_dict().get("meta", {})
-            card = model_card(config, **facts, command=meta.get("command"), dataset=dataset.description)
+            card = model_card(
+                config, **facts, command=meta.get("command"), dataset=dataset.description
+            )
             record = training_record(config, **facts, meta=meta)
             save_pretrained(model, tmp, card=card, training=record)
             training_state.save(

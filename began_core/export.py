@@ -1,0 +1,203 @@
+"""`python -m began_core export RUN_OR_CHECKPOINT OUT`: a run's checkpoint as a shareable model
+repository, the form of everything in `pretrained/`.
+
+OUT gets config.json, model.safetensors (float16 by default: half the size, and G's images
+differ from float32 by far less than one grey level), training.json, a sample grid and a
+model card that states the data and its licence, steps, wall time, hardware, the exact
+command that trained it and, unless `--no-evaluate`, the offline quality metrics of these very
+weights, with the same metrics for earlier checkpoints of the run (`--history`), so a reader
+sees quality against training steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import hub, training_state
+from .config import ConfigError, RunConfig
+from .images import make_grid
+from .model_card import model_card, training_record
+from .runs import RunDir
+
+SAMPLES = "samples.png"
+SAMPLE_SEED = 0
+
+
+def locate(checkpoint_or_run: str | os.PathLike, step: int | None = None) -> tuple[Path, RunDir]:
+    """(checkpoint folder, its run) for a run directory (its latest checkpoint, or the one at
+    `step`) or a checkpoint folder inside a run's checkpoints/."""
+    path = Path(checkpoint_or_run)
+    if RunDir(path).exists():
+        run = RunDir(path)
+        found = dict(run.checkpoints())
+        if step is not None:
+            if step not in found:
+                raise ConfigError(
+                    f"run {path} has no checkpoint at step {step}; it has {sorted(found) or 'none'}."
+                )
+            return found[step], run
+        latest = run.latest_checkpoint()
+        if latest is None:
+            raise ConfigError(f"run {path} has no checkpoint yet.")
+        return latest, run
+    if path.parent.name == "checkpoints" and RunDir(path.parent.parent).exists():
+        return path, RunDir(path.parent.parent)
+    raise ConfigError(
+        f"{path} is neither a run directory nor a checkpoint inside one: export needs the run "
+        "to state the data, command and wall time (a folder with config.json and checkpoints/)."
+    )
+
+
+def _portable(result: dict[str, Any]) -> dict[str, Any]:
+    """An evaluate result without this machine's absolute paths."""
+    out = dict(result)
+    for key in ("checkpoint", "classifier"):
+        p = Path(str(out.get(key, "")))
+        try:
+            out[key] = p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        except ValueError:
+            out[key] = p.name
+    return out
+
+
+def export(
+    checkpoint_or_run: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    step: int | None = None,
+    dtype: torch.dtype = torch.float16,
+    generator_only: bool = False,
+    evaluate: bool = True,
+    history: Sequence[int] = (),
+    n: int | None = None,
+    command: str | None = None,
+    note: str = "",
+) -> Path:
+    """Write the checkpoint as a model repository at `out` (replaced atomically) and return it.
+
+    `history`: steps of earlier checkpoints of the same run to evaluate as well. `command`
+    overrides the training command the run recorded (e.g. to drop a machine-specific --out);
+    `note` is added to the model card under "Notes"."""
+    from . import evaluate as ev
+
+    checkpoint, run = locate(checkpoint_or_run, step)
+    stored = run.read_config_dict()
+    config, meta = RunConfig.from_dict(stored), dict(stored.get("meta", {}))
+    if command is not None:
+        meta["command"] = command
+    state = training_state.load(checkpoint)
+    at, wall = int(state["step"]), float(state.get("wall_time", 0.0))
+    logged = [r for r in run.read_metrics() if r.get("step", 0) <= at]
+    facts = dict(
+        step=at,
+        wall_time=wall,
+        hardware=str(meta.get("hardware", "unknown")),
+        metrics=logged[-1] if logged else None,
+    )
+    model = hub.load(checkpoint)
+    record = training_record(config, **facts, meta=meta)
+    z = model.sample_z(64, generator=torch.Generator().manual_seed(SAMPLE_SEED))
+    kw: dict[str, Any] = {"n": n} if n is not None else {}
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would follow the folder into a shared checkout
+    try:
+        hub.save_pretrained(model, tmp, training=record, dtype=dtype, generator_only=generator_only)
+        shipped = hub.load(tmp)  # what a user loads: the samples and metrics are of these weights
+        make_grid(shipped.generate(z), nrow=8).save(tmp / SAMPLES)
+        evaluation, past = None, []
+        if evaluate:
+            evaluation = _portable(ev.evaluate(tmp, **kw))
+            evaluation["checkpoint"] = out.name
+            for s in sorted(set(history) - {at}):
+                past.append(_portable(ev.evaluate(locate(run.path, s)[0], **kw)))
+            record["evaluation"] = evaluation
+            record["history"] = past
+        hub.save_pretrained(  # again, now with the card and the metrics
+            model,
+            tmp,
+            training=record,
+            dtype=dtype,
+            generator_only=generator_only,
+            card=model_card(
+                config,
+                **facts,
+                command=meta.get("command"),
+                dataset=meta.get("dataset"),
+                evaluation=evaluation,
+                history=past,
+                samples=SAMPLES,
+                extra=f"\n## Notes\n\n{note.strip()}\n" if note.strip() else "",
+            ),
+        )
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    e = subparsers.add_parser(
+        "export",
+        help="a run's checkpoint as a shareable model repository (float16, card, metrics)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="run directory or checkpoint")
+    e.add_argument("out", type=Path, metavar="OUT", help="folder to write (replaced if present)")
+    e.add_argument("--step", type=int, help="the run's checkpoint at this step (default latest)")
+    e.add_argument("--float32", action="store_true", help="keep float32 weights (default float16)")
+    e.add_argument("--generator-only", action="store_true", help="leave out D's weights")
+    e.add_argument("--no-evaluate", action="store_true", help="skip the quality metrics")
+    e.add_argument(
+        "--history",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="STEP",
+        help="also evaluate the run's checkpoints at these steps (quality against steps)",
+    )
+    e.add_argument("--n", type=int, help="images per set for the metrics (see evaluate)")
+    e.add_argument(
+        "--command",
+        dest="train_command",
+        help="the training command to state (default: the run's own)",
+    )
+    e.add_argument("--note", default="", help="a paragraph for the model card's Notes")
+    return e
+
+
+def main(args: argparse.Namespace) -> int:
+    out = export(
+        args.checkpoint,
+        args.out,
+        step=args.step,
+        dtype=torch.float32 if args.float32 else torch.float16,
+        generator_only=args.generator_only,
+        evaluate=not args.no_evaluate,
+        history=args.history,
+        n=args.n,
+        command=args.train_command,
+        note=args.note,
+    )
+    record = json.loads((out / hub.TRAINING).read_text(encoding="utf-8"))
+    size = (out / hub.WEIGHTS).stat().st_size / 2**20
+    print(f"wrote {out} (step {record['step']}, {size:.1f} MiB of weights)", file=sys.stderr)
+    return 0
