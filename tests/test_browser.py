@@ -1,7 +1,8 @@
 """The dashboard in a real browser: Playwright drives Debian's chromium against a
 `streamlit run app/main.py` started here. It launches a tiny run from the page, sees the
-curves gain points while it trains, stops it, and saves screenshots (to $BEGAN_SCREENSHOTS,
-or a temporary folder)."""
+curves gain points while it trains, stops it; it opens the Explore tab and uses the explorer
+inside it on the shipped checkpoints. Screenshots go to $BEGAN_SCREENSHOTS, or a temporary
+folder."""
 
 import contextlib
 import os
@@ -53,6 +54,7 @@ def server(tmp_path):
     """`streamlit run app/main.py` on a free local port, with its own runs folder."""
     runs, port = tmp_path / "runs", free_port()
     env = dict(os.environ, BEGAN_RUNS_DIR=str(runs), BEGAN_REFRESH_S="1")
+    env["GRADIO_SERVER_PORT"] = str(free_port())  # the Explore tab's explorer
     env.pop("BEGAN_READ_ONLY", None)
     log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -191,5 +193,51 @@ def test_launch_watch_and_stop_a_run_in_the_browser(server, screenshots):
             page.get_by_test_id("stDataFrame").locator("canvas").first.wait_for()
             settle(page)
             page.screenshot(path=str(screenshots / "runs.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def image_src(locator) -> str:
+    return locator.get_attribute("src") or ""
+
+
+def test_the_explore_tab_serves_the_explorer_on_the_shipped_checkpoints(server, screenshots):
+    url, _ = server
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1900})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            page.get_by_role("link", name="Explore").click()
+            frame = page.frame_locator("iframe").first
+            frame.get_by_text("BEGAN explorer").wait_for()
+
+            # Sample: the first shipped checkpoint draws G(z) for seed 0; a PCA slider moves it.
+            picture = frame.locator("#sample-image img")
+            picture.wait_for()
+            before = image_src(picture)
+            assert before
+            slider = frame.locator("#pc-0 input[type=number]")
+            slider.fill("2")
+            slider.press("Enter")
+            wait_until(lambda: image_src(picture) not in ("", before), 60, "PC1 to change G(z)")
+            settle(page)
+            page.screenshot(path=str(screenshots / "explore-sample.png"), full_page=True)
+
+            # Gamma comparison (paper Figure 3): one grid per shipped gamma, captioned.
+            frame.get_by_role("tab", name="Gamma comparison").click()
+            frame.get_by_role("button", name="Compare").click()
+            captions = frame.get_by_text(re.compile(r"^gamma 0\.[357]: diversity"))
+            wait_until(lambda: captions.count() == 3, 90, "three gamma grids")
+            page.screenshot(path=str(screenshots / "explore-gamma.png"), full_page=True)
+
+            # Mirror interpolation of a dataset image: inversion, its error, the strip.
+            frame.get_by_role("tab", name="Mirror interpolation").click()
+            frame.get_by_role("button", name="Use this dataset image").click()
+            frame.locator("#mirror-input img").wait_for()
+            frame.get_by_role("button", name="Invert and interpolate").click()
+            frame.get_by_text("Reconstruction error").wait_for()
+            page.screenshot(path=str(screenshots / "explore-mirror.png"), full_page=True)
         finally:
             browser.close()
