@@ -77,12 +77,12 @@ class TrainConfig:
     keep_checkpoints: int = 3
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
     deterministic: bool = False  # torch.use_deterministic_algorithms, for bit-exact resume tests
-    # The fast path (step.py). Opt-in until measured on a GPU; fused Adam, which computes the
-    # same update, is on by default on CUDA (None = auto).
-    amp: bool = False  # bf16 autocast for the networks; losses and k_t stay float32
-    channels_last: bool = False  # NHWC memory layout for the convolutions
-    fused_adam: bool | None = None  # one fused kernel per optimizer step
-    compile: bool = False  # torch.compile of G and D
+    # The fast path (step.py). None = auto: on for CUDA, off for the CPU, where bf16 pays only
+    # on processors with native bf16 (measure with bench/bench.py, then opt in).
+    amp: bool | None = None  # bf16 autocast for the networks; losses and k_t stay float32
+    channels_last: bool | None = None  # NHWC memory layout for the convolutions
+    fused_adam: bool | None = None  # one fused kernel per optimizer step (same update)
+    compile: bool = False  # torch.compile of G and D: opt-in, it costs minutes to start
 
     def __post_init__(self) -> None:
         if not (isinstance(self.gamma, (int, float)) and 0.0 < self.gamma <= 1.0):

@@ -114,6 +114,7 @@ auto-encoding discriminator D, kept in balance by the controller k_t at diversit
 
 ```python
 from began_core.hub import load
+
 model = load("THIS_FOLDER_OR_REPO_ID")
 images = model.generate(model.sample_z(16))  # (16, {m.channels}, {m.resolution}, {m.resolution}) in [-1, 1]
 ```

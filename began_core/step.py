@@ -29,7 +29,8 @@ class TrainStep:
         self.d = d = d or Dist()
         cuda = device.type == "cuda"
         # The fast path, part by part (config.py says which parts are on by default).
-        self.amp, self.channels_last = cfg.amp, cfg.channels_last
+        self.amp = cuda if cfg.amp is None else cfg.amp
+        self.channels_last = cuda if cfg.channels_last is None else cfg.channels_last
         fused = cuda if cfg.fused_adam is None else cfg.fused_adam
         if self.channels_last:
             model.to(memory_format=torch.channels_last)

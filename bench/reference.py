@@ -14,8 +14,16 @@ from began_core.model import BEGAN
 
 
 class ReferenceStep:
-    def __init__(self, model: BEGAN, lr: float = 1e-4, gamma: float = 0.5, lambda_k: float = 0.001):
-        self.model, self.gamma, self.lambda_k = model, gamma, lambda_k
+    def __init__(
+        self,
+        model: BEGAN,
+        lr: float = 1e-4,
+        gamma: float = 0.5,
+        lambda_k: float = 0.001,
+        sync: bool = True,
+    ):
+        """`sync=False` only to count its FLOPs on the meta device, where `.item()` cannot run."""
+        self.model, self.gamma, self.lambda_k, self.sync = model, gamma, lambda_k, sync
         self.opt_G = torch.optim.Adam(model.G.parameters(), lr=lr, betas=(0.5, 0.999))
         self.opt_D = torch.optim.Adam(model.D.parameters(), lr=lr, betas=(0.5, 0.999))
         self.k_t = 0.0
@@ -36,6 +44,8 @@ class ReferenceStep:
         g_loss.backward()
         self.opt_G.step()
 
+        if not self.sync:
+            return self.k_t
         balance = (self.gamma * d_real - g_loss).item()  # host sync, every step
         self.k_t = min(max(self.k_t + self.lambda_k * balance, 0.0), 1.0)
         return self.k_t

@@ -56,6 +56,7 @@ def test_run_directory_contract(tmp_path, dataset):
         "config.json",
         "model.safetensors",
         "README.md",
+        "training.json",
         "training_state.pt",
     }
     assert not list(run.checkpoints_dir.glob(".tmp*"))  # nothing half-written left behind
