@@ -32,6 +32,10 @@ class TrainStep:
         self.amp = cuda if cfg.amp is None else cfg.amp
         self.channels_last = cuda if cfg.channels_last is None else cfg.channels_last
         fused = cuda if cfg.fused_adam is None else cfg.fused_adam
+        # Real and fake images through D as one batch: fewer kernels and one all-reduce on a
+        # GPU (and required by DDP: one forward per backward); on a CPU two half batches are
+        # faster (measured 1.2 s against 0.73 s for fwd+bwd of D at 32x32, n=64, 2x64 images).
+        self.fuse_D = cuda or d.active
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         betas = (cfg.beta1, cfg.beta2)
@@ -71,7 +75,14 @@ class TrainStep:
         with amp:
             # Update D: L_D = L(x) - k_t * L(G(z_D)).
             L_x, L_D = update_D(
-                self.model, self.opt_D, x, self.z(B), self.k_t, cfg.eta, D=self.D_train
+                self.model,
+                self.opt_D,
+                x,
+                self.z(B),
+                self.k_t,
+                cfg.eta,
+                D=self.D_train,
+                fuse=self.fuse_D,
             )
             # Update G: L_G = L(G(z_G)), with a fresh draw of z.
             L_G = update_G(self.model, self.opt_G, self.z(B), cfg.eta, G=self.G_train)
@@ -96,19 +107,24 @@ def update_D(
     k_t: float | torch.Tensor,
     eta: int = 1,
     D: torch.nn.Module | None = None,
+    fuse: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step on D's weights only: L_D = L(x) - k_t * L(G(z_D)). Returns (L(x), L_D), detached.
 
-    `D` is the module to run (a DDP wrapper of `model.D` in a distributed run). Real and fake
-    images go through D as one batch: one forward, one backward, one gradient all-reduce.
+    `D` is the module to run (a DDP wrapper of `model.D` in a distributed run). With `fuse`,
+    real and fake images go through D as one batch: one forward, one backward, one gradient
+    all-reduce; without, as two (the same loss and gradient, up to rounding).
     """
     D = D or model.D
     with torch.no_grad():  # G is a constant here: no graph through it, no gradient into it
         fake = model.G(z_D)
-    v = torch.cat([x, fake])
-    L_v = ae_loss(v, D(v), eta)
-    L_x = L_v[: len(x)].mean()
-    L_D = discriminator_loss(L_x, L_v[len(x) :].mean(), k_t)
+    if fuse:
+        v = torch.cat([x, fake])
+        L_v = ae_loss(v, D(v), eta)
+        L_x, L_fake = L_v[: len(x)].mean(), L_v[len(x) :].mean()
+    else:
+        L_x, L_fake = ae_loss(x, D(x), eta).mean(), ae_loss(fake, D(fake), eta).mean()
+    L_D = discriminator_loss(L_x, L_fake, k_t)
     opt_D.zero_grad(set_to_none=True)
     L_D.backward()
     opt_D.step()

@@ -7,7 +7,8 @@ For every configuration (resolution x filters n x batch) and device it times
   - began_core: `began_core.step.TrainStep`, the very step `began_core.train` runs;
   - reference:  `bench/reference.py`, plain eager float32 as peer repositories write it;
 counts the FLOPs of one step (torch's FlopCounterMode on the meta device) and reports images/s,
-step time, achieved GFLOP/s and its share of the device's own measured matrix-product ceiling.
+step time, achieved GFLOP/s and its share of the device's own measured ceilings (a matrix
+product, and a 3x3 convolution).
 It also times G(z) for one 64x64 image and for a batch of 64. Configurations whose estimated
 step time exceeds --max-step-s are skipped and listed as such.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -46,21 +48,37 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_ceiling(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
-    """Best GFLOP/s of large square matrix products: what this device can do at all.
-
-    The best over a few sizes and repeats, so a busy moment does not lower the yardstick."""
+def _best_gflops(fn, flops: float, device: torch.device, repeats: int = 8) -> float:
     best = 0.0
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        best = max(best, flops / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def ceilings(device: torch.device, dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """What this device can do at all, two yardsticks, best over sizes and repeats so a busy
+    moment does not lower them:
+
+    - matmul: large square matrix products (torch.mm; on the CPU that is MKL's sgemm);
+    - conv3x3: a large 3x3 convolution, the operation BEGAN is made of, counted as a direct
+      convolution. On a CPU where MKL's sgemm is not tuned (an AMD EPYC, say) oneDNN's
+      convolutions run far above the matmul figure, so both are reported."""
+    matmul = 0.0
     for size in (1024, 2048, 3072) if device.type == "cpu" else (4096, 8192):
         a = torch.randn(size, size, device=device, dtype=dtype)
         b = torch.randn(size, size, device=device, dtype=dtype)
-        for _ in range(8):
-            sync(device)
-            t = time.perf_counter()
-            a @ b
-            sync(device)
-            best = max(best, 2 * size**3 / (time.perf_counter() - t) / 1e9)
-    return best
+        matmul = max(matmul, _best_gflops(functools.partial(torch.mm, a, b), 2 * size**3, device))
+    B, C, R = (16, 256, 32) if device.type == "cpu" else (64, 512, 64)
+    x = torch.randn(B, C, R, R, device=device, dtype=dtype)
+    w = torch.randn(C, C, 3, 3, device=device, dtype=dtype)
+    conv = _best_gflops(
+        lambda: torch.nn.functional.conv2d(x, w, padding=1), 2 * B * R * R * C * C * 9, device
+    )
+    return {"matmul": matmul, "conv3x3": conv}
 
 
 def step_flops(resolution: int, n: int, batch: int, reference: bool = False) -> float:
@@ -105,12 +123,14 @@ def variants(device: torch.device, batch: int) -> dict[str, object]:
     }
 
 
-def bench_config(res: int, n: int, batch: int, device: torch.device, args, ceiling: float) -> dict:
+def bench_config(
+    res: int, n: int, batch: int, device: torch.device, args, ceiling: dict[str, float]
+) -> dict:
     flops = {"began_core": step_flops(res, n, batch)}
     flops["fast"] = flops["began_core"]
     flops["reference"] = step_flops(res, n, batch, reference=True)
     row = {"resolution": res, "n": n, "batch": batch, "gflop_per_step": flops["began_core"] / 1e9}
-    estimate = flops["began_core"] / (0.5 * ceiling * 1e9)
+    estimate = flops["began_core"] / (0.5 * max(ceiling.values()) * 1e9)
     if estimate > args.max_step_s:
         return {
             **row,
@@ -125,7 +145,8 @@ def bench_config(res: int, n: int, batch: int, device: torch.device, args, ceili
             "step_s": seconds,
             "images_per_s": batch / seconds,
             "gflops": flops[name] / seconds / 1e9,
-            "of_ceiling": flops[name] / seconds / 1e9 / ceiling,
+            "of_ceiling": flops[name] / seconds / 1e9 / ceiling["matmul"],
+            "of_conv_ceiling": flops[name] / seconds / 1e9 / ceiling["conv3x3"],
         }
     ref = row["reference"]["images_per_s"]
     row["speedup"] = row["began_core"]["images_per_s"] / ref
@@ -152,36 +173,41 @@ def generation_latency(device: torch.device, repeats: int = 50) -> dict:
 
 
 def markdown(result: dict) -> str:
+    c = result["ceilings"]
     lines = [
         f"### {result['device']} ({result['hardware']}), {result['date']}",
         "",
-        f"torch {result['torch']}; float32 matrix-product ceiling {result['ceiling_gflops']:.0f} GFLOP/s; "
-        f"G(z) at 64x64, n=64: one image {result['generate']['batch_1_ms']:.1f} ms, "
-        f"64 images {result['generate']['batch_64_ms']:.1f} ms.",
+        f"torch {result['torch']}. Float32 ceilings: matrix product {c['matmul']:.0f} GFLOP/s, "
+        f"3x3 convolution {c['conv3x3']:.0f} GFLOP/s. G(z) at 64x64, n=64: one image "
+        f"{result['generate']['batch_1_ms']:.1f} ms, 64 images "
+        f"{result['generate']['batch_64_ms']:.1f} ms.",
         "",
-        "| res | n | batch | GFLOP/step | began_core img/s | step ms | of ceiling "
-        "| fast img/s | fast of ceiling | reference img/s | speed-up | fast speed-up |",
-        "|" + " --- |" * 12,
+        "| res | n | batch | GFLOP/step | reference img/s | began_core img/s | speed-up "
+        "| of ceilings (mm / conv) | fast img/s | speed-up | of ceilings (mm / conv) |",
+        "|" + " --- |" * 11,
     ]
     for r in result["rows"]:
         head = f"| {r['resolution']} | {r['n']} | {r['batch']} | {r['gflop_per_step']:.1f} |"
         if "skipped" in r:
-            lines.append(f"{head} skipped: {r['skipped']} |" + " |" * 7)
+            lines.append(f"{head} skipped: {r['skipped']} |" + " |" * 6)
             continue
         b, f, ref = r["began_core"], r["fast"], r["reference"]
+
+        def share(v: dict) -> str:
+            return f"{100 * v['of_ceiling']:.0f}% / {100 * v['of_conv_ceiling']:.0f}%"
+
         lines.append(
-            f"{head} {b['images_per_s']:.1f} | {1e3 * b['step_s']:.0f} | "
-            f"{100 * b['of_ceiling']:.0f}% | {f['images_per_s']:.1f} | {100 * f['of_ceiling']:.0f}% | "
-            f"{ref['images_per_s']:.1f} | {r['speedup']:.2f}x | {r['speedup_fast']:.2f}x |"
+            f"{head} {ref['images_per_s']:.1f} | {b['images_per_s']:.1f} | {r['speedup']:.2f}x | "
+            f"{share(b)} | {f['images_per_s']:.1f} | {r['speedup_fast']:.2f}x | {share(f)} |"
         )
     lines += [
         "",
-        "began_core: the step `train` runs by default (CUDA: bf16, channels_last, fused Adam;"
-        " CPU: float32). fast: every option on (`--amp --channels-last`, and `--compile` on"
-        " CUDA). reference: plain eager float32 as peer code writes it. "
-        '"of ceiling": FLOPs counted as direct convolutions per second, over the matrix-product'
-        " ceiling; a library that convolves with fewer multiplications (Winograd, say) can pass"
-        " 100%.",
+        "reference: plain eager float32 as peer code writes it (`bench/reference.py`). "
+        "began_core: the step `train` runs by default (CUDA: bf16, channels_last, fused Adam; "
+        "CPU: float32). fast: every option on (`--amp --channels-last`, and `--compile` on "
+        "CUDA). Speed-ups are images/s over the reference's. Shares of the ceilings count a "
+        "step's FLOPs as direct convolutions and matrix products (torch's FlopCounterMode); "
+        "bf16 and convolution algorithms that need fewer multiplications can pass 100%.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -214,7 +240,7 @@ def main() -> int:
     out_dir = args.out_dir or (None if args.quick else Path(__file__).parent / "results")
 
     for device in devices if not args.quick else devices[:1]:
-        ceiling = matmul_ceiling(device)
+        ceiling = ceilings(device)
         result = {
             "device": device.type,
             "hardware": hardware_name(device),
@@ -222,7 +248,7 @@ def main() -> int:
             "cpus": os.cpu_count(),
             "torch": torch.__version__,
             "date": datetime.date.today().isoformat(),
-            "ceiling_gflops": ceiling,
+            "ceilings": ceiling,
             "generate": generation_latency(device),
             "rows": [],
         }

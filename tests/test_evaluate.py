@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,9 @@ from began_core.cli import main
 from began_core.config import ModelConfig, RunConfig
 from began_core.data import DatasetError, open_dataset
 from began_core.evaluate import INCEPTION_ENV, METRIC_KEYS, evaluate, inception_fid, resolve
-from began_core.hub import load, save_pretrained
+from began_core.hub import load, read_training, save_pretrained
 from began_core.model import BEGAN
-from began_core.model_card import training_record
+from began_core.model_card import QUALITY_ROWS, training_record
 from began_core.runs import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,3 +239,42 @@ def test_shipped_checkpoint_beats_an_untrained_generator(name, tmp_path):
     assert trained["kl"] < baseline["kl"]
     assert trained["coverage"] >= baseline["coverage"]
     assert abs(math.log(trained["diversity"])) < abs(math.log(baseline["diversity"]))
+
+
+def _closer(a: float, b: float, target: float) -> bool:
+    return abs(math.log(a / target)) < abs(math.log(b / target))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", GENERATORS)
+def test_shipped_metrics_reproduce_and_beat_the_short_run(name):
+    """The card's figures are what `evaluate` gives today, and the shipped step beats the
+    run's earliest evaluated checkpoint (a short run of the same configuration) on all."""
+    path = ROOT / "pretrained" / name
+    record = read_training(path)
+    stated, short = record["evaluation"], record["history"][0]
+    again = evaluate(path, n=stated["n_requested"], seed=stated["seed"])
+    for key in METRIC_KEYS:
+        assert again[key] == pytest.approx(stated[key], rel=0.01, abs=1e-3), key
+    assert short["step"] < record["step"]
+    assert stated["swd"] < short["swd"] and stated["classifier_fd"] < short["classifier_fd"]
+    assert stated["kl"] < short["kl"] and stated["coverage"] >= short["coverage"]
+    real = stated["reference"]
+    for key in ("diversity", "pixel_diversity"):  # nearer to the data's spread
+        assert _closer(stated[key], short[key], real[key]), key
+
+
+def test_readme_gamma_table_is_the_shipped_evaluation():
+    """Every figure of the README's gamma table is the one in the checkpoints' training.json."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = {
+        m.group(1): m.group(2) for m in re.finditer(r"^\| gamma (0\.\d) \|(.+)\|$", readme, re.M)
+    }
+    shipped = {
+        read_training(ROOT / "pretrained" / n)["run"]["train"]["gamma"]: n for n in GENERATORS
+    }
+    assert sorted(rows) == sorted(f"{g}" for g in shipped)
+    for gamma, name in shipped.items():
+        ev = read_training(ROOT / "pretrained" / name)["evaluation"]
+        cells = [c.strip() for c in rows[f"{gamma}"].split("|")]
+        assert cells == [f"{ev[k]:.4g}" for k, *_ in QUALITY_ROWS], gamma

@@ -39,6 +39,21 @@ def test_D_step_leaves_G_alone_and_G_step_leaves_D_alone():
         assert all(p.requires_grad for p in model.D.parameters())  # restored afterwards
 
 
+def test_D_step_is_the_same_with_real_and_fake_in_one_batch_or_two():
+    """GPUs run D once on real+fake, CPUs twice on halves: the same L_D and the same update."""
+    x, z = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 16) * 2 - 1
+    results = []
+    for fuse in (True, False):
+        torch.manual_seed(0)
+        model = BEGAN(ModelConfig(n=8, Nh=16, Nz=16))
+        opt_D = torch.optim.SGD(model.D.parameters(), lr=1.0)  # the step is the gradient
+        losses = update_D(model, opt_D, x, z, 0.3, fuse=fuse)
+        results.append((losses, snapshot(model.D)))
+    (a, Da), (b, Db) = results
+    assert torch.allclose(torch.stack(a), torch.stack(b), atol=1e-6)
+    assert all(torch.allclose(Da[k], Db[k], atol=1e-5) for k in Da)
+
+
 def test_run_directory_contract(tmp_path, dataset):
     run_dir = tmp_path / "run"
     records = list(train(tiny_config(), run_dir, dataset=dataset))

@@ -1,0 +1,92 @@
+"""Rebuild the shipped generators, pretrained/fluent-faces-32-gamma{0.3,0.5,0.7}, from three
+training runs stopped at the same step, and print the README's gamma table.
+
+    # the three runs (same seed, data, architecture and steps; only gamma differs)
+    for g in 0.3 0.5 0.7; do
+      python -m began_core train --data fluent-faces --out runs/gamma$g --steps 60000 \\
+        --resolution 32 --filters 32 --gamma $g --seed 0 --lr-window 5000 --amp --channels-last \\
+        --log-every 50 --sample-every 1000 --checkpoint-every 1000 --keep-checkpoints 100 --quiet &
+    done
+    # ... stop them (a STOP file in each run, or SIGTERM), then:
+    python scripts/export_pretrained.py runs --step 30000
+
+Each export states the exact training command with `--steps` set to the step exported: the
+step count enters neither the learning-rate rule nor the data order, so a run stopped there
+and a run told to end there are the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from began_core.evaluate import evaluate  # noqa: E402
+from began_core.export import export  # noqa: E402
+from began_core.model_card import quality_table  # noqa: E402
+from began_core.runs import RunDir  # noqa: E402
+
+GAMMAS = ("0.3", "0.5", "0.7")
+HISTORY = (1000, 2000, 4000, 8000, 16000, 32000, 64000)  # quality against steps
+
+
+def stated_command(run: RunDir, step: int, name: str) -> str:
+    words = shlex.split(run.read_config_dict()["meta"]["command"])
+    for flag, value in (("--out", f"runs/{name}"), ("--steps", str(step))):
+        words[words.index(flag) + 1] = value
+    return shlex.join(words)
+
+
+def note(run: RunDir, step: int) -> str:
+    meta = run.read_config_dict()["meta"]
+    total = run.read_config_dict()["train"]["steps"]
+    return (
+        f"Trained on a CPU, not a GPU: a 2-core x86_64 server CPU with native bf16, one torch "
+        f"thread per run, the three gamma runs side by side ({meta['hardware']}), so the wall "
+        "time is that of a shared machine. bf16 autocast and channels_last (`--amp "
+        "--channels-last`), with the losses and k_t in float32. The run was started with a "
+        f"{total:,}-step schedule and stopped at step {step:,}; the step count enters neither "
+        "the learning-rate rule nor the data order, so the command above reproduces it (up to "
+        "floating-point non-determinism). 32x32 is what a CPU affords: read these as classroom "
+        "models, not as the paper's 64x64 and 128x128 results."
+    )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("runs", type=Path, help="folder holding gamma0.3, gamma0.5 and gamma0.7")
+    p.add_argument("--step", type=int, required=True, help="the step to ship, the same for all")
+    p.add_argument("--out", type=Path, default=ROOT / "pretrained")
+    args = p.parse_args()
+
+    shipped = []
+    for gamma in GAMMAS:
+        run = RunDir(args.runs / f"gamma{gamma}")
+        name = f"fluent-faces-32-gamma{gamma}"
+        have = {s for s, _ in run.checkpoints()}
+        out = export(
+            run.path,
+            args.out / name,
+            step=args.step,
+            history=[s for s in HISTORY if s < args.step and s in have],
+            command=stated_command(run, args.step, name),
+            note=note(run, args.step),
+        )
+        print(f"wrote {out}", file=sys.stderr)
+        shipped.append(out)
+
+    # The README table: the same numbers `python -m began_core evaluate` prints for these.
+    rows = [
+        (f"gamma {re.search(r'gamma([0-9.]+)$', o.name).group(1)}", evaluate(o)) for o in shipped
+    ]
+    print(quality_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
