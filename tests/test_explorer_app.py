@@ -27,7 +27,7 @@ from began_core.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from began_core.hub import CheckpointError, save_pretrained  # noqa: E402
 from began_core.images import to_pil  # noqa: E402
 from began_core.model import BEGAN  # noqa: E402
-from began_core.model_card import model_card  # noqa: E402
+from began_core.model_card import model_card, training_record  # noqa: E402
 from began_core.runs import RunDir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,8 +68,9 @@ def checkpoints(root: Path) -> tuple[Path, Path]:
     pretrained, runs = root / "pretrained", root / "runs"
     for i, (name, gamma) in enumerate([("a", 0.3), ("b", 0.5), ("c", 0.7)]):
         config = RunConfig(model=CFG, train=TrainConfig(gamma=gamma))
-        card = model_card(config, step=10, wall_time=1.0, hardware="cpu")
-        save_pretrained(tiny(i), pretrained / f"{name}-gamma{gamma}", card=card)
+        facts = dict(step=10, wall_time=1.0, hardware="cpu")
+        card, record = model_card(config, **facts), training_record(config, **facts)
+        save_pretrained(tiny(i), pretrained / f"{name}-gamma{gamma}", card=card, training=record)
     corrupt = save_pretrained(tiny(0), pretrained / "corrupt")
     (corrupt / "model.safetensors").write_bytes(b"these bytes are not safetensors")
     mismatched = save_pretrained(tiny(0), pretrained / "mismatched")

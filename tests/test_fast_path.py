@@ -51,3 +51,19 @@ def test_fast_path_tracks_float32_eager(float32_eager, fast):
     got_w = got[:, :3].reshape(-1, WINDOW, 3).mean(1)
     assert ((got_w - ref_w).abs() / ref_w).max() < LOSS_RTOL
     assert not torch.equal(got, ref)  # the fast path did run: bf16 changes the low bits
+
+
+def test_fused_adam_the_cuda_default_makes_the_same_update():
+    data = open_dataset("fluent-faces", 32, 3)
+    x = data.batch(list(range(16)))
+    weights = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = BEGAN(ModelConfig(resolution=32, n=8, Nh=16, Nz=16))
+        step = TrainStep(model, TrainConfig(seed=0, fused_adam=fused), torch.device("cpu"))
+        assert bool(step.opt_D.defaults.get("fused")) is fused
+        for _ in range(5):
+            step(x)
+        weights.append(model.state_dict())
+    plain, fused = weights
+    assert all(torch.allclose(plain[k], fused[k], atol=1e-5) for k in plain)
