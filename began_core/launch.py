@@ -53,9 +53,11 @@ LAUNCH_FLAGS = {
     "log_every": "--log-every",
     "sample_every": "--sample-every",
     "checkpoint_every": "--checkpoint-every",
+    "fast": ("--amp", "--channels-last"),  # True, False (their --no- forms) or None (auto)
 }
 
 FLOAT_SETTINGS = {"gamma", "lambda_k", "lr"}
+BOOL_SETTINGS = {"fast"}
 
 # Popen objects of the runs this process started: polling them reaps finished children.
 _children: dict[int, subprocess.Popen] = {}
@@ -102,6 +104,10 @@ def _number(name: str, value: Any) -> Any:
     kind = float if name in FLOAT_SETTINGS else int if name != "data" else str
     if value is None or kind is str:
         return value
+    if name in BOOL_SETTINGS:
+        if not isinstance(value, bool):
+            raise LaunchError(f"{name} must be true, false or unset, got {value!r}.")
+        return value
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -131,6 +137,7 @@ def train_args(config: RunConfig) -> list[str]:
         "log_every": t.log_every,
         "sample_every": t.sample_every,
         "checkpoint_every": t.checkpoint_every,
+        "fast": t.amp if t.amp == t.channels_last else None,
     }
     return _flags(values)
 
@@ -139,6 +146,9 @@ def _flags(values: Mapping[str, Any]) -> list[str]:
     flags = []
     for name, value in values.items():
         if value is None:
+            continue
+        if name in BOOL_SETTINGS:
+            flags += [f if value else f.replace("--", "--no-", 1) for f in LAUNCH_FLAGS[name]]
             continue
         flags += [LAUNCH_FLAGS[name], str(value)]
     return flags

@@ -133,7 +133,7 @@ def pretrained(root: Path, read_only: bool) -> None:
                 st.json(config, expanded=1)
             card = path / "README.md"
             if card.is_file():
-                right.markdown(_strip_front_matter(card.read_text(encoding="utf-8")))
+                right.markdown(_card_body(card.read_text(encoding="utf-8")))
 
 
 @st.cache_data(max_entries=32, show_spinner="Sampling from the checkpoint…")
@@ -175,8 +175,11 @@ def _mtime(path: Path) -> int:
         return 0
 
 
-def _strip_front_matter(text: str) -> str:
-    return re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.DOTALL)
+def _card_body(text: str) -> str:
+    """The model card without its YAML front matter and its relative image links (the
+    samples are drawn beside it; a relative link would show as a broken image here)."""
+    text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.DOTALL)
+    return re.sub(r"^!\[[^\]]*\]\((?!https?:)[^)]*\)[ \t]*$", "", text, flags=re.MULTILINE)
 
 
 def runs_and_compare(root: str, read_only: bool, was_active: bool) -> None:
