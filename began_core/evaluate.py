@@ -236,7 +236,7 @@ ROWS = (  # key, label, which way is better
     ("swd", "SWD x1e3, mean of levels", "lower"),
     ("classifier_fd", "classifier Frechet distance", "lower"),
     ("coverage", "class coverage", "higher"),
-    ("kl", "class KL(gen || data), nats", "lower"),
+    ("kl", "class KL divergence, nats", "lower"),
     ("diversity", "diversity, classifier features", "near 1"),
     ("pixel_diversity", "diversity, 16x16 pixels", "near 1"),
 )

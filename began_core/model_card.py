@@ -8,19 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config import RunConfig
+from .evaluate import ROWS as QUALITY_ROWS
 
 _METRIC_KEYS = ("k_t", "L_x", "L_G", "M_global", "lr")
-
-# The quality metrics of `evaluate`, as the card shows them: key, label, which way is better.
-QUALITY_ROWS = (
-    ("swd", "SWD x1e3 (mean of levels)", "lower"),
-    ("classifier_fd", "classifier Frechet distance", "lower"),
-    ("coverage", "class coverage", "higher"),
-    ("kl", "class KL divergence, nats", "lower"),
-    ("diversity", "diversity, classifier features", "near 1"),
-    ("pixel_diversity", "diversity, 16x16 pixels", "near 1"),
-)
-
 
 def training_record(
     config: RunConfig,

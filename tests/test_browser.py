@@ -102,6 +102,21 @@ def server(tmp_path):
 
 
 @pytest.fixture
+def page(server):
+    """A chromium page on the dashboard, closed with its browser after the test."""
+    url, _ = server
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1900})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture
 def screenshots(tmp_path):
     folder = Path(os.environ.get("BEGAN_SCREENSHOTS") or tmp_path / "screenshots")
     folder.mkdir(parents=True, exist_ok=True)
@@ -136,108 +151,87 @@ def wait_until(predicate, timeout_s: float, what: str):
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
-def test_launch_watch_and_stop_a_run_in_the_browser(server, screenshots):
-    url, runs = server
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1900})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(url)
-            page.get_by_text("No runs yet").wait_for()
+def test_launch_watch_and_stop_a_run_in_the_browser(server, page, screenshots):
+    _, runs = server
+    page.get_by_text("No runs yet").wait_for()
 
-            # The new-run panel: the tiny built-in data, a tiny model, frequent records.
-            sidebar = page.get_by_test_id("stSidebar")
-            sidebar.get_by_label("Data").click()
-            page.get_by_role("option", name="shapes", exact=True).click()
-            sidebar.get_by_text("512 procedural").wait_for()
-            fill = {"Run name": "tiny", "Filters n": "8", "Steps": "5000"}
-            for label, value in fill.items():
-                sidebar.get_by_label(label, exact=True).fill(value)
-            sidebar.get_by_text("Logging").click()
-            sidebar.get_by_label("Log every (steps)").fill("2")
-            sidebar.get_by_label("Sample grid every").fill("20")
-            sidebar.get_by_role("button", name="Start training").click()
-            sidebar.get_by_text("Started tiny").wait_for()
+    # The new-run panel: the tiny built-in data, a tiny model, frequent records.
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_label("Data").click()
+    page.get_by_role("option", name="shapes", exact=True).click()
+    sidebar.get_by_text("512 procedural").wait_for()
+    fill = {"Run name": "tiny", "Filters n": "8", "Steps": "5000"}
+    for label, value in fill.items():
+        sidebar.get_by_label(label, exact=True).fill(value)
+    sidebar.get_by_text("Logging").click()
+    sidebar.get_by_label("Log every (steps)").fill("2")
+    sidebar.get_by_label("Sample grid every").fill("20")
+    sidebar.get_by_role("button", name="Start training").click()
+    sidebar.get_by_text("Started tiny").wait_for()
 
-            # Live: the curves gain points between two looks, without reloading the page.
-            state(page, "running").wait_for()
-            first = wait_until(
-                lambda: (n := curve_points(page)) >= 2 and n, 120, "the first points"
-            )
-            later = wait_until(
-                lambda: (n := curve_points(page)) > first and n, 120, "the curves to grow"
-            )
-            assert later > first
-            settle(page)
-            page.screenshot(path=str(screenshots / "train-live.png"), full_page=True)
+    # Live: the curves gain points between two looks, without reloading the page.
+    state(page, "running").wait_for()
+    first = wait_until(lambda: (n := curve_points(page)) >= 2 and n, 120, "the first points")
+    later = wait_until(lambda: (n := curve_points(page)) > first and n, 120, "the curves to grow")
+    assert later > first
+    settle(page)
+    page.screenshot(path=str(screenshots / "train-live.png"), full_page=True)
 
-            # A reload shows the same run (it is in the URL), still training.
-            assert "run=tiny" in page.url
-            page.reload()
-            state(page, "running").wait_for()
-            wait_until(lambda: curve_points(page) > later, 120, "more points after a reload")
+    # A reload shows the same run (it is in the URL), still training.
+    assert "run=tiny" in page.url
+    page.reload()
+    state(page, "running").wait_for()
+    wait_until(lambda: curve_points(page) > later, 120, "more points after a reload")
 
-            page.get_by_role("button", name="Stop").click()
-            state(page, "stopped").wait_for()
-            run = RunDir(runs / "tiny")
-            assert run.read_status()["state"] == "stopped"
-            assert run.latest_checkpoint() is not None
-            page.get_by_role("button", name="Resume").wait_for()
-            settle(page)
-            page.screenshot(path=str(screenshots / "train-stopped.png"), full_page=True)
+    page.get_by_role("button", name="Stop").click()
+    state(page, "stopped").wait_for()
+    run = RunDir(runs / "tiny")
+    assert run.read_status()["state"] == "stopped"
+    assert run.latest_checkpoint() is not None
+    page.get_by_role("button", name="Resume").wait_for()
+    settle(page)
+    page.screenshot(path=str(screenshots / "train-stopped.png"), full_page=True)
 
-            page.get_by_role("link", name="Runs & compare").click()
-            page.get_by_text("Compare runs").wait_for()
-            page.locator(".js-plotly-plot").first.wait_for()
-            page.get_by_test_id("stDataFrame").locator("canvas").first.wait_for()
-            settle(page)
-            page.screenshot(path=str(screenshots / "runs.png"), full_page=True)
-        finally:
-            browser.close()
+    page.get_by_role("link", name="Runs & compare").click()
+    page.get_by_text("Compare runs").wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    page.get_by_test_id("stDataFrame").locator("canvas").first.wait_for()
+    settle(page)
+    page.screenshot(path=str(screenshots / "runs.png"), full_page=True)
 
 
 def image_src(locator) -> str:
     return locator.get_attribute("src") or ""
 
 
-def test_the_explore_tab_serves_the_explorer_on_the_shipped_checkpoints(server, screenshots):
-    url, _ = server
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1900})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(url)
-            page.get_by_role("link", name="Explore").click()
-            frame = page.frame_locator("iframe").first
-            frame.get_by_text("BEGAN explorer").wait_for()
+def test_the_explore_tab_serves_the_explorer_on_the_shipped_checkpoints(page, screenshots):
+    page.get_by_role("link", name="Explore").click()
+    frame = page.frame_locator("iframe").first
+    frame.get_by_text("BEGAN explorer").wait_for()
 
-            # Sample: the first shipped checkpoint draws G(z) for seed 0; a PCA slider moves it.
-            picture = frame.locator("#sample-image img")
-            picture.wait_for()
-            before = image_src(picture)
-            assert before
-            slider = frame.locator("#pc-0 input[type=number]")
-            slider.fill("2")
-            slider.press("Enter")
-            wait_until(lambda: image_src(picture) not in ("", before), 60, "PC1 to change G(z)")
-            settle(page)
-            page.screenshot(path=str(screenshots / "explore-sample.png"), full_page=True)
+    # Sample: the first shipped checkpoint draws G(z) for seed 0; a PCA slider moves it.
+    picture = frame.locator("#sample-image img")
+    picture.wait_for()
+    before = image_src(picture)
+    assert before
+    slider = frame.locator("#pc-0 input[type=number]")
+    slider.fill("2")
+    slider.press("Enter")
+    wait_until(lambda: image_src(picture) not in ("", before), 60, "PC1 to change G(z)")
+    settle(page)
+    page.screenshot(path=str(screenshots / "explore-sample.png"), full_page=True)
 
-            # Gamma comparison (paper Figure 3): one grid per shipped gamma, captioned.
-            frame.get_by_role("tab", name="Gamma comparison").click()
-            frame.get_by_role("button", name="Compare").click()
-            captions = frame.get_by_text(re.compile(r"^gamma 0\.[357]: diversity"))
-            wait_until(lambda: captions.count() == 3, 90, "three gamma grids")
-            page.screenshot(path=str(screenshots / "explore-gamma.png"), full_page=True)
+    # Gamma comparison (paper Figure 3): one grid per shipped gamma, captioned.
+    frame.get_by_role("tab", name="Gamma comparison").click()
+    frame.get_by_role("button", name="Compare").click()
+    captions = frame.get_by_text(re.compile(r"^gamma 0\.[357]: diversity"))
+    wait_until(lambda: captions.count() == 3, 90, "three gamma grids")
+    page.screenshot(path=str(screenshots / "explore-gamma.png"), full_page=True)
 
-            # Mirror interpolation of a dataset image: inversion, its error, the strip.
-            frame.get_by_role("tab", name="Mirror interpolation").click()
-            frame.get_by_role("button", name="Use this dataset image").click()
-            frame.locator("#mirror-input img").wait_for()
-            frame.get_by_role("button", name="Invert and interpolate").click()
-            frame.get_by_text("Reconstruction error").wait_for()
-            page.screenshot(path=str(screenshots / "explore-mirror.png"), full_page=True)
-        finally:
-            browser.close()
+    # Mirror interpolation of a dataset image: inversion, its error, the strip.
+    frame.get_by_role("tab", name="Mirror interpolation").click()
+    frame.get_by_role("button", name="Use this dataset image").click()
+    frame.locator("#mirror-input img").wait_for()
+    frame.get_by_role("button", name="Invert and interpolate").click()
+    frame.get_by_text("Reconstruction error").wait_for()
+    page.screenshot(path=str(screenshots / "explore-mirror.png"), full_page=True)
