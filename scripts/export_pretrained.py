@@ -1,9 +1,9 @@
-"""Rebuild the shipped generators, pretrained/fluent-faces-32-gamma{0.3,0.5,0.7}, from three
-training runs stopped at the same step, and print the README's gamma table.
+"""Rebuild the shipped generators, pretrained/<data>-32-gamma{0.3,0.5,0.7}, from three training
+runs stopped at the same step, and print the README's gamma table.
 
     # the three runs (same seed, data, architecture and steps; only gamma differs)
     for g in 0.3 0.5 0.7; do
-      python -m began_core train --data fluent-faces --out runs/gamma$g --steps 60000 \\
+      python -m began_core train --data fashion-mnist --out runs/gamma$g --steps 60000 \\
         --resolution 32 --filters 32 --gamma $g --seed 0 --lr-window 5000 --amp --channels-last \\
         --log-every 50 --sample-every 1000 --checkpoint-every 1000 --keep-checkpoints 100 --quiet &
     done
@@ -67,7 +67,8 @@ def main() -> int:
     shipped = []
     for gamma in GAMMAS:
         run = RunDir(args.runs / f"gamma{gamma}")
-        name = f"fluent-faces-32-gamma{gamma}"
+        config = run.read_config_dict()
+        name = f"{config['data']['source']}-{config['model']['resolution']}-gamma{gamma}"
         have = {s for s, _ in run.checkpoints()}
         out = export(
             run.path,
