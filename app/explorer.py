@@ -31,6 +31,7 @@ from torch import Tensor
 
 from app import settings
 from began_core import explore, metrics
+from began_core.config import TrainConfig
 from began_core.data import DatasetError, ImageDataset, open_dataset, subset_indices
 from began_core.hub import CONFIG, WEIGHTS, CheckpointError, load
 from began_core.images import make_grid, to_uint8
@@ -183,6 +184,13 @@ class Explorer:
 
     def choices(self) -> list[tuple[str, str]]:
         return [(c.label, c.key) for c in self._checkpoints.values()]
+
+    def default_choice(self) -> str | None:
+        """The checkpoint shown first: one trained at the paper's default gamma (0.5) if
+        there is one, else the first in the list."""
+        keys = [c.key for c in self._checkpoints.values()]
+        at_default = [c.key for c in self._checkpoints.values() if c.gamma == TrainConfig.gamma]
+        return (at_default or keys or [None])[0]
 
     def model(self, key: str | None) -> BEGAN:
         """The model behind a list key or a Hub repo id, loaded once."""
@@ -436,7 +444,7 @@ def build_explorer(
     """The explorer as a `gr.Blocks`; launch it, mount it, or serve it in the background."""
     ex = explorer or Explorer(pretrained_dir, runs_dir, allow_hub=allow_hub)
     choices = ex.choices()
-    first = choices[0][1] if choices else None
+    first = ex.default_choice()
     picture = dict(format="png", elem_classes="pixelated", interactive=False)
 
     with gr.Blocks(title="BEGAN explorer", analytics_enabled=False) as demo:

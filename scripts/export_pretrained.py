@@ -3,8 +3,9 @@ runs stopped at the same step, and print the README's gamma table.
 
     # the three runs (same seed, data, architecture and steps; only gamma differs)
     for g in 0.3 0.5 0.7; do
-      python -m began_core train --data fashion-mnist --out runs/gamma$g --steps 60000 \\
-        --resolution 32 --filters 32 --gamma $g --seed 0 --lr-window 5000 --amp --channels-last \\
+      python -m began_core train --data fluent-faces --out runs/gamma$g --steps 60000 \\
+        --resolution 32 --filters 32 --gamma $g --lr 4e-5 --lr-min 1e-5 --seed 0 \\
+        --lr-window 5000 --amp --channels-last \\
         --log-every 50 --sample-every 1000 --checkpoint-every 1000 --keep-checkpoints 100 --quiet &
     done
     # ... stop them (a STOP file in each run, or SIGTERM), then:
