@@ -8,8 +8,12 @@ runs stopped at the same step, and print the README's gamma table.
         --lr-window 5000 --amp --channels-last \\
         --log-every 50 --sample-every 1000 --checkpoint-every 1000 --keep-checkpoints 100 --quiet &
     done
-    # ... stop them (a STOP file in each run, or SIGTERM), then:
+    # ... stop them (a STOP file in each run, or SIGTERM), then either ship a given step:
     python scripts/export_pretrained.py runs --step 30000
+    # or the step, among the checkpoints all three runs have, with the lowest classifier
+    # Frechet distance averaged over the three gammas (BEGAN runs drift into mode collapse
+    # and out again, so the last step is not always the best one):
+    python scripts/export_pretrained.py runs --select
 
 Each export states the exact training command with `--steps` set to the step exported: the
 step count enters neither the learning-rate rule nor the data order, so a run stopped there
@@ -43,27 +47,72 @@ def stated_command(run: RunDir, step: int, name: str) -> str:
     return shlex.join(words)
 
 
-def note(run: RunDir, step: int) -> str:
-    meta = run.read_config_dict()["meta"]
-    total = run.read_config_dict()["train"]["steps"]
+def note(run: RunDir, step: int, selected: bool) -> str:
+    meta, lr = run.read_config_dict()["meta"], run.read_config_dict()["train"]["lr"]
+    last = max(s for s, _ in run.checkpoints())
+    why_lr = (
+        f"Learning rate {lr:g} rather than the paper's 1e-4: at 1e-4 the same three runs had "
+        "collapsed onto one or two images by step 6,000. "
+        if lr < 1e-4
+        else ""
+    )
+    how = (
+        f"the run went on to step {last:,}; this is its checkpoint at step {step:,}, the step "
+        "(of those all three gamma runs have) with the lowest classifier Frechet distance "
+        "averaged over the three, since BEGAN runs drift into mode collapse and out again"
+        if selected
+        else f"the run was stopped at step {step:,}"
+    )
     return (
         f"Trained on a CPU, not a GPU: a 2-core x86_64 server CPU with native bf16, one torch "
         f"thread per run, the three gamma runs side by side ({meta['hardware']}), so the wall "
         "time is that of a shared machine. bf16 autocast and channels_last (`--amp "
-        "--channels-last`), with the losses and k_t in float32. The run was started with a "
-        f"{total:,}-step schedule and stopped at step {step:,}; the step count enters neither "
-        "the learning-rate rule nor the data order, so the command above reproduces it (up to "
-        "floating-point non-determinism). 32x32 is what a CPU affords: read these as classroom "
-        "models, not as the paper's 64x64 and 128x128 results."
+        f"--channels-last`), with the losses and k_t in float32. {why_lr}Schedule and stop: "
+        f"{how}. The step count enters neither the "
+        "learning-rate rule nor the data order, so the command above reproduces these weights "
+        "(up to floating-point non-determinism). 32x32 is what a CPU affords: read these as "
+        "classroom models, not as the paper's 64x64 and 128x128 results."
     )
+
+
+SELECT_N = 256  # images per set when comparing steps (the shipped ones are scored with 1,024)
+
+
+def select(runs: list[RunDir]) -> tuple[int, str]:
+    """(step, markdown table): the common checkpoint step with the lowest mean classifier FD."""
+    steps = sorted(set.intersection(*({s for s, _ in r.checkpoints()} for r in runs)))
+    if not steps:
+        raise SystemExit("the runs have no checkpoint step in common")
+    fd: dict[int, list[float]] = {}
+    for step in steps:
+        fd[step] = [
+            evaluate(dict(r.checkpoints())[step], n=SELECT_N)["classifier_fd"] for r in runs
+        ]
+        print(f"step {step}: classifier FD {fd[step]}", file=sys.stderr, flush=True)
+    best = min(steps, key=lambda s: sum(fd[s]))
+    head = " | ".join(f"gamma {g}" for g in GAMMAS)
+    lines = [f"| step | {head} | mean |", "|" + " --- |" * (len(GAMMAS) + 2)]
+    for step in steps:
+        cells = " | ".join(f"{v:.1f}" for v in fd[step])
+        mark = " **(shipped)**" if step == best else ""
+        lines.append(f"| {step:,}{mark} | {cells} | {sum(fd[step]) / len(runs):.1f} |")
+    return best, "\n".join(lines)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("runs", type=Path, help="folder holding gamma0.3, gamma0.5 and gamma0.7")
-    p.add_argument("--step", type=int, required=True, help="the step to ship, the same for all")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--step", type=int, help="the step to ship, the same for all")
+    which.add_argument(
+        "--select", action="store_true", help="ship the step with the lowest mean classifier FD"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "pretrained")
     args = p.parse_args()
+
+    if args.select:
+        args.step, table = select([RunDir(args.runs / f"gamma{g}") for g in GAMMAS])
+        print(f"classifier FD by step ({SELECT_N} images per set):\n\n{table}\n")
 
     shipped = []
     for gamma in GAMMAS:
@@ -77,7 +126,7 @@ def main() -> int:
             step=args.step,
             history=[s for s in HISTORY if s < args.step and s in have],
             command=stated_command(run, args.step, name),
-            note=note(run, args.step),
+            note=note(run, args.step, args.select),
         )
         print(f"wrote {out}", file=sys.stderr)
         shipped.append(out)
