@@ -12,6 +12,7 @@ from .evaluate import ROWS as QUALITY_ROWS
 
 _METRIC_KEYS = ("k_t", "L_x", "L_G", "M_global", "lr")
 
+
 def training_record(
     config: RunConfig,
     *,

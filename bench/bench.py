@@ -43,6 +43,17 @@ FULL = {"resolution": [32, 64, 128], "n": [32, 64, 128], "batch": [16, 64]}
 QUICK = {"resolution": [32], "n": [16, 32], "batch": [16]}
 
 
+def cpu_model() -> str:
+    """The processor's name as the kernel reports it ("" where /proc/cpuinfo is absent)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -175,7 +186,8 @@ def generation_latency(device: torch.device, repeats: int = 50) -> dict:
 def markdown(result: dict) -> str:
     c = result["ceilings"]
     lines = [
-        f"### {result['device']} ({result['hardware']}), {result['date']}",
+        f"### {result['device']} ({result.get('cpu_model') or result['hardware']}, "
+        f"{result['cpus']} cores), {result['date']}",
         "",
         f"torch {result['torch']}. Float32 ceilings: matrix product {c['matmul']:.0f} GFLOP/s, "
         f"3x3 convolution {c['conv3x3']:.0f} GFLOP/s. G(z) at 64x64, n=64: one image "
@@ -245,6 +257,7 @@ def main() -> int:
             "device": device.type,
             "hardware": hardware_name(device),
             "machine": platform.machine(),
+            "cpu_model": cpu_model(),
             "cpus": os.cpu_count(),
             "torch": torch.__version__,
             "date": datetime.date.today().isoformat(),
