@@ -78,9 +78,11 @@ def note(run: RunDir, step: int, selected: bool) -> str:
 SELECT_N = 256  # images per set when comparing steps (the shipped ones are scored with 1,024)
 
 
-def select(runs: list[RunDir]) -> tuple[int, str]:
-    """(step, markdown table): the common checkpoint step with the lowest mean classifier FD."""
-    steps = sorted(set.intersection(*({s for s, _ in r.checkpoints()} for r in runs)))
+def select(runs: list[RunDir], every: int) -> tuple[int, str]:
+    """(step, markdown table): the common checkpoint step (a multiple of `every`) with the
+    lowest mean classifier FD."""
+    common = set.intersection(*({s for s, _ in r.checkpoints()} for r in runs))
+    steps = sorted(s for s in common if s % every == 0)
     if not steps:
         raise SystemExit("the runs have no checkpoint step in common")
     fd: dict[int, list[float]] = {}
@@ -107,11 +109,12 @@ def main() -> int:
     which.add_argument(
         "--select", action="store_true", help="ship the step with the lowest mean classifier FD"
     )
+    p.add_argument("--every", type=int, default=1000, help="with --select: steps compared")
     p.add_argument("--out", type=Path, default=ROOT / "pretrained")
     args = p.parse_args()
 
     if args.select:
-        args.step, table = select([RunDir(args.runs / f"gamma{g}") for g in GAMMAS])
+        args.step, table = select([RunDir(args.runs / f"gamma{g}") for g in GAMMAS], args.every)
         print(f"classifier FD by step ({SELECT_N} images per set):\n\n{table}\n")
 
     shipped = []
