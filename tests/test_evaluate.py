@@ -217,6 +217,21 @@ GENERATORS = sorted(
     for p in (ROOT / "pretrained").glob("*/model.safetensors")
     if p.parent.name != "classifiers"
 )
+# Shipped generators known to miss the bar, and why. strict: a retrained one that passes
+# must be taken off this list.
+COLLAPSED = {
+    "fluent-faces-32-gamma0.3": "collapsed onto one image (classifier-feature diversity 0.06): "
+    "its SWD is worse than an untrained G's and its diversity below its step-1,000 checkpoint's",
+}
+
+
+def shipped(names: list[str]) -> list:
+    return [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=COLLAPSED[n]))
+        if n in COLLAPSED
+        else n
+        for n in names
+    ]
 
 
 @pytest.mark.parametrize("name", GENERATORS)
@@ -229,7 +244,7 @@ def test_shipped_checkpoint_loads_and_generates_finite_images(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", GENERATORS)
+@pytest.mark.parametrize("name", shipped(GENERATORS))
 def test_shipped_checkpoint_beats_an_untrained_generator(name, tmp_path):
     path = ROOT / "pretrained" / name
     trained = evaluate(path, n=256)
@@ -247,15 +262,21 @@ def _closer(a: float, b: float, target: float) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", GENERATORS)
-def test_shipped_metrics_reproduce_and_beat_the_short_run(name):
-    """The card's figures are what `evaluate` gives today, and the shipped step beats the
-    run's earliest evaluated checkpoint (a short run of the same configuration) on all."""
+def test_shipped_metrics_reproduce(name):
+    """The card's figures are what `evaluate` gives today (the README table is made of them)."""
     path = ROOT / "pretrained" / name
-    record = read_training(path)
-    stated, short = record["evaluation"], record["history"][0]
+    stated = read_training(path)["evaluation"]
     again = evaluate(path, n=stated["n_requested"], seed=stated["seed"])
     for key in METRIC_KEYS:
         assert again[key] == pytest.approx(stated[key], rel=0.01, abs=1e-3), key
+
+
+@pytest.mark.parametrize("name", shipped(GENERATORS))
+def test_shipped_checkpoint_beats_its_short_run(name):
+    """The shipped step beats the run's earliest evaluated checkpoint (a short run of the same
+    configuration, 1,000 steps) on every metric, as its card records them."""
+    record = read_training(ROOT / "pretrained" / name)
+    stated, short = record["evaluation"], record["history"][0]
     assert short["step"] < record["step"]
     assert stated["swd"] < short["swd"] and stated["classifier_fd"] < short["classifier_fd"]
     assert stated["kl"] < short["kl"] and stated["coverage"] >= short["coverage"]
