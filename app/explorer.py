@@ -225,7 +225,10 @@ class Explorer:
                 self._models.move_to_end(cache_key)
                 return self._models[cache_key]
             try:
-                model = load(source, device=self.device)
+                # Never as inference tensors, even when a handler under inference_mode asks
+                # first: inversion differentiates through G, and PCA reads weight versions.
+                with torch.inference_mode(False):
+                    model = load(source, device=self.device)
             except CheckpointError as e:  # name the folder as the list does, not by its path
                 message = str(e).replace(str(source), key) if ckpt else str(e)
                 raise CheckpointError(message) from None

@@ -144,13 +144,19 @@ def _first_block(model: BEGAN, z: Tensor) -> Tensor:
 
 
 @torch.inference_mode()
+def _version(p: Tensor) -> int:
+    """A weight's in-place version counter (0 for an inference tensor, which has none and
+    cannot be changed in place anyway)."""
+    return 0 if p.is_inference() else p._version
+
+
 def pca_directions(model: BEGAN, n_samples: int = 2048, k: int = 8, seed: int = 0) -> Directions:
     """Directions in z space that change G's output most, as GANSpace does for BigGAN
     (Härkönen et al. 2020): PCA of an early activation y = G_1(z) over random z, then each
     principal component is carried back to z space by linear regression of z on the PCA
     coordinates. Cached per model (and per weights version), so sliders cost nothing after
     the first call."""
-    key = (n_samples, k, seed, sum(p._version for p in model.G.parameters()))
+    key = (n_samples, k, seed, sum(_version(p) for p in model.G.parameters()))
     cache = _DIRECTIONS.setdefault(model, {})
     if key in cache:
         return cache[key]

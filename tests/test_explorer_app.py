@@ -307,3 +307,13 @@ def test_requests_outside_the_limits_are_refused_before_any_work(folders):
         ex.mirror(FIRST, np.zeros((32, 32, 3), np.uint8), 4, 10**7, 1)
     with pytest.raises(CheckpointError, match="unknown checkpoint '/etc'"):
         ex.model("/etc")  # no local path outside the lists, from the page or the API
+
+
+def test_models_are_loaded_as_normal_tensors_even_under_inference_mode(folders):
+    """The gamma handler runs under inference_mode; a model it loads first must still serve
+    PCA directions and inversion, which differentiate through G."""
+    ex = explorer.Explorer(*folders)
+    with torch.inference_mode():
+        model = ex.model(FIRST)
+    assert not any(p.is_inference() for p in model.parameters())
+    assert len(ex.directions(FIRST)) > 0
