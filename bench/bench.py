@@ -59,7 +59,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _best_gflops(fn, flops: float, device: torch.device, repeats: int = 8) -> float:
+def _best_gflops(fn, flops: float, device: torch.device, repeats: int = 12) -> float:
+    for _ in range(3):  # warm-up: oneDNN picks and caches its kernels on the first calls
+        fn()
     best = 0.0
     for _ in range(repeats):
         sync(device)
