@@ -86,28 +86,15 @@ def discover(pretrained_dir: Path, runs_dir: Path) -> list[Checkpoint]:
             if "classifiers" in rel.parts or not (folder / WEIGHTS).is_file():
                 continue
             key = f"pretrained/{rel.as_posix()}" if rel.parts else "pretrained"
-            found.append(Checkpoint(key, folder, explore.read_gamma(folder), _card_data(folder)))
+            found.append(Checkpoint(key, folder, *explore.read_origin(folder)))
     for run in list_runs(runs_dir):
         latest = run.latest_checkpoint()
         if latest is None or not (latest / WEIGHTS).is_file():
             continue
         step = int(latest.name.split("_")[-1]) if latest.name.startswith("step_") else 0
-        try:
-            data = run.read_config_dict().get("data", {}).get("source")
-        except (OSError, ValueError):
-            data = None
         key = f"runs/{run.path.name} @ step {step}"
-        found.append(Checkpoint(key, latest, explore.read_gamma(latest), data))
+        found.append(Checkpoint(key, latest, *explore.read_origin(latest)))
     return found
-
-
-def _card_data(folder: Path) -> str | None:
-    try:
-        card = (folder / "README.md").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    m = re.search(r"\|\s*data\s*\|\s*`([^`]+)`", card)
-    return m.group(1) if m else None
 
 
 def _user_errors(fn: F) -> F:

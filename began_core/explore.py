@@ -370,14 +370,21 @@ def gamma_grid(models: Sequence[BEGAN], z: Tensor) -> list[Tensor]:
     return [sample(m, z) for m in models]
 
 
-def read_gamma(checkpoint: str | os.PathLike) -> float | None:
-    """The gamma a local checkpoint was trained at (from its training.json, or from its run's
-    config.json), or None if it does not say."""
-    record = hub.read_training(checkpoint)
+class Origin(NamedTuple):
+    gamma: float | None  # the diversity ratio it was trained at
+    data: str | None  # the data source it was trained on, e.g. "fluent-faces"
+
+
+def read_origin(checkpoint: str | os.PathLike) -> Origin:
+    """What a local checkpoint was trained at and on, from its training.json (or its run's
+    config.json); None for what it does not say."""
+    run = (hub.read_training(checkpoint) or {}).get("run", {})
     try:
-        return float(record["run"]["train"]["gamma"])
+        gamma = float(run["train"]["gamma"])
     except (TypeError, KeyError, ValueError):
-        return None
+        gamma = None
+    data = run.get("data", {}).get("source") if isinstance(run.get("data"), dict) else None
+    return Origin(gamma, data if isinstance(data, str) else None)
 
 
 # --------------------------------------------------------------------------- input images

@@ -219,18 +219,18 @@ def test_gamma_grid_feeds_one_z_to_every_model(model):
         explore.gamma_grid([model, wide], z)
 
 
-def test_read_gamma_from_training_json_or_the_run(tmp_path):
+def test_read_origin_from_training_json_or_the_run(tmp_path):
     config = RunConfig(model=CFG, train=TrainConfig(gamma=0.3))
     record = training_record(config, step=1, wall_time=1, hardware="x")
     folder = save_pretrained(BEGAN(CFG), tmp_path / "exported", training=record)
-    assert explore.read_gamma(folder) == 0.3
+    assert explore.read_origin(folder) == (0.3, "fluent-faces")
     assert hub.read_training(folder)["step"] == 1
     run = RunDir(tmp_path / "run")
     run.create()
     run.write_config(RunConfig(model=CFG, train=TrainConfig(gamma=0.7)))
     ckpt = run.write_checkpoint(5, lambda d: save_pretrained(BEGAN(CFG), d))
-    assert explore.read_gamma(ckpt) == 0.7
-    assert explore.read_gamma(save_pretrained(BEGAN(CFG), tmp_path / "bare")) is None
+    assert explore.read_origin(ckpt).gamma == 0.7
+    assert explore.read_origin(save_pretrained(BEGAN(CFG), tmp_path / "bare")) == (None, None)
 
 
 # --------------------------------------------------------------------------- input images

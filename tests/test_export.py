@@ -45,7 +45,7 @@ def test_export_writes_a_documented_float16_repository_with_metrics(run, tmp_pat
     assert record["run"]["meta"]["command"] == COMMAND
     assert record["evaluation"]["n"] == 32 and record["evaluation"]["checkpoint"] == "tiny"
     assert [h["step"] for h in record["history"]] == [10]
-    assert explore.read_gamma(out) == 0.3
+    assert explore.read_origin(out).gamma == 0.3
 
     card = (out / "README.md").read_text()
     assert "Fluent Emoji" in card and "MIT" in card  # the data and its licence
