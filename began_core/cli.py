@@ -308,14 +308,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from .hub import load
     from .images import save_grid
-    from .runs import RunDir
+    from .runs import find_checkpoint
 
-    source: Any = args.checkpoint
-    run = RunDir(source)
-    if run.exists():
-        source = run.latest_checkpoint()
-        if source is None:
-            raise ConfigError(f"run {run.path} has no checkpoint yet.")
+    source, _ = find_checkpoint(args.checkpoint)
     model = load(source, device=args.device)
     z = model.sample_z(args.n, generator=torch.Generator(args.device).manual_seed(args.seed))
     save_grid(model.generate(z), args.out, nrow=args.nrow)

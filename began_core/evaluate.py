@@ -43,23 +43,12 @@ METRIC_KEYS = ("swd", "classifier_fd", "coverage", "kl", "diversity", "pixel_div
 def resolve(checkpoint_or_run: str | os.PathLike) -> tuple[str | Path, dict[str, Any] | None]:
     """(checkpoint folder or Hub id, the run's data config or None). A run directory gives its
     latest checkpoint; a checkpoint inside a run's checkpoints/ gives that run's data config."""
-    from .config import ConfigError
-    from .runs import RunDir
+    from .runs import find_checkpoint
 
-    path = Path(checkpoint_or_run)
-    if not path.is_dir():
+    if not Path(checkpoint_or_run).is_dir():
         return checkpoint_or_run, None  # hub.load says what is wrong with it
-    run = None
-    if (path / "checkpoints").is_dir() and RunDir(path).exists():
-        run = RunDir(path)
-        latest = run.latest_checkpoint()
-        if latest is None:
-            raise ConfigError(f"run {path} has no checkpoint yet.")
-        path = latest
-    elif path.parent.name == "checkpoints" and RunDir(path.parent.parent).exists():
-        run = RunDir(path.parent.parent)
-    data = run.read_config_dict().get("data") if run is not None else None
-    return path, data
+    checkpoint, run = find_checkpoint(checkpoint_or_run)
+    return checkpoint, run.read_config_dict().get("data") if run is not None else None
 
 
 def _data_of(checkpoint: str | Path) -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ from . import hub, training_state
 from .config import ConfigError, RunConfig
 from .images import make_grid
 from .model_card import model_card, training_record
-from .runs import RunDir
+from .runs import RunDir, find_checkpoint
 
 SAMPLES = "samples.png"
 SAMPLE_SEED = 0
@@ -36,26 +36,14 @@ SAMPLE_SEED = 0
 def locate(checkpoint_or_run: str | os.PathLike, step: int | None = None) -> tuple[Path, RunDir]:
     """(checkpoint folder, its run) for a run directory (its latest checkpoint, or the one at
     `step`) or a checkpoint folder inside a run's checkpoints/."""
-    path = Path(checkpoint_or_run)
-    if RunDir(path).exists():
-        run = RunDir(path)
-        found = dict(run.checkpoints())
-        if step is not None:
-            if step not in found:
-                raise ConfigError(
-                    f"run {path} has no checkpoint at step {step}; it has {sorted(found) or 'none'}."
-                )
-            return found[step], run
-        latest = run.latest_checkpoint()
-        if latest is None:
-            raise ConfigError(f"run {path} has no checkpoint yet.")
-        return latest, run
-    if path.parent.name == "checkpoints" and RunDir(path.parent.parent).exists():
-        return path, RunDir(path.parent.parent)
-    raise ConfigError(
-        f"{path} is neither a run directory nor a checkpoint inside one: export needs the run "
-        "to state the data, command and wall time (a folder with config.json and checkpoints/)."
-    )
+    checkpoint, run = find_checkpoint(checkpoint_or_run, step)
+    if run is None:
+        raise ConfigError(
+            f"{checkpoint} is neither a run directory nor a checkpoint inside one: export needs "
+            "the run to state the data, command and wall time (a folder with config.json and "
+            "checkpoints/)."
+        )
+    return checkpoint, run
 
 
 def _portable(result: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 
 from .config import ConfigError, ModelConfig
 from .model import BEGAN
+from .runs import run_of
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -75,10 +76,10 @@ def read_training(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
         return record if isinstance(record, dict) else None
     except (OSError, ValueError):
         pass
-    run_config = path.parent.parent / CONFIG
-    if path.parent.name == "checkpoints" and run_config.is_file():
+    run = run_of(path)
+    if run is not None:
         try:
-            return {"run": json.loads(run_config.read_text(encoding="utf-8"))}
+            return {"run": run.read_config_dict()}
         except (OSError, ValueError):
             return None
     return None

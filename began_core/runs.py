@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 
 STATES = ("running", "finished", "stopped", "failed")
 _STEP_RE = re.compile(r"step_(\d+)")
@@ -214,3 +214,31 @@ def list_runs(root: str | os.PathLike) -> list[RunDir]:
         return []
     runs = [RunDir(p) for p in root.iterdir() if RunDir(p).exists()]
     return sorted(runs, key=lambda r: r.config_path.stat().st_mtime, reverse=True)
+
+
+def run_of(checkpoint: str | os.PathLike) -> RunDir | None:
+    """The run a checkpoint folder belongs to (RUN/checkpoints/step_N), or None."""
+    path = Path(checkpoint)
+    run = RunDir(path.parent.parent)
+    return run if path.parent.name == "checkpoints" and run.exists() else None
+
+
+def find_checkpoint(path: str | os.PathLike, step: int | None = None) -> tuple[Path, RunDir | None]:
+    """(checkpoint folder, its run) for what a user names: a run directory gives its latest
+    checkpoint, or the one at `step`; a checkpoint inside a run gives itself and that run;
+    anything else (an exported folder, a Hub repo id) comes back as it is, with no run."""
+    path = Path(path)
+    run = RunDir(path)
+    if not run.exists():
+        return path, run_of(path)
+    if step is not None:
+        found = dict(run.checkpoints())
+        if step not in found:
+            raise ConfigError(
+                f"run {path} has no checkpoint at step {step}; it has {sorted(found) or 'none'}."
+            )
+        return found[step], run
+    latest = run.latest_checkpoint()
+    if latest is None:
+        raise ConfigError(f"run {path} has no checkpoint yet.")
+    return latest, run
