@@ -27,6 +27,7 @@ import re
 import sys
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,21 @@ ROWS = (  # key, label, which way is better
 )
 
 
+def quality_table(rows: Sequence[tuple[str, dict[str, Any]]], *, reference: bool = True) -> str:
+    """A markdown table of `evaluate` results, one row per (label, result), one column per
+    metric; with `reference`, a last row for the held-out real images scored as if generated."""
+    head = "| | " + " | ".join(f"{label} ({better})" for _, label, better in ROWS) + " |"
+    lines = [head, "|" + " --- |" * (len(ROWS) + 1)]
+    for name, r in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{r[k]:.4g}" for k, *_ in ROWS) + " |")
+    if reference and rows:
+        ref = rows[-1][1]["reference"]
+        lines.append(
+            "| real images (held-out set) | " + " | ".join(f"{ref[k]:.4g}" for k, *_ in ROWS) + " |"
+        )
+    return "\n".join(lines)
+
+
 def format_table(r: dict[str, Any]) -> str:
     ref = r["reference"]
     lines = [
@@ -309,8 +325,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .model_card import quality_table
-
     results = []
     for checkpoint in args.checkpoints:
         result = evaluate(

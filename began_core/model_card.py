@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config import RunConfig
-from .evaluate import ROWS as QUALITY_ROWS
+from .evaluate import quality_table
 
 _METRIC_KEYS = ("k_t", "L_x", "L_G", "M_global", "lr")
 
@@ -31,23 +31,6 @@ def training_record(
         "metrics": {k: float(metrics[k]) for k in _METRIC_KEYS if metrics and k in metrics},
         "run": {**config.to_dict(), "meta": dict(meta or {})},
     }
-
-
-def quality_table(rows: Sequence[tuple[str, dict[str, Any]]], *, reference: bool = True) -> str:
-    """A markdown table of `evaluate` results, one row per (label, result), one column per
-    metric; with `reference`, a last row for the held-out real images scored as if generated."""
-    head = "| | " + " | ".join(f"{label} ({better})" for _, label, better in QUALITY_ROWS) + " |"
-    lines = [head, "|" + " --- |" * (len(QUALITY_ROWS) + 1)]
-    for name, r in rows:
-        lines.append(f"| {name} | " + " | ".join(f"{r[k]:.4g}" for k, *_ in QUALITY_ROWS) + " |")
-    if reference and rows:
-        ref = rows[-1][1]["reference"]
-        lines.append(
-            "| real images (held-out set) | "
-            + " | ".join(f"{ref[k]:.4g}" for k, *_ in QUALITY_ROWS)
-            + " |"
-        )
-    return "\n".join(lines)
 
 
 def model_card(

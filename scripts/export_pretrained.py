@@ -31,9 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from began_core.evaluate import evaluate  # noqa: E402
+from began_core.evaluate import evaluate, quality_table  # noqa: E402
 from began_core.export import export  # noqa: E402
-from began_core.model_card import quality_table  # noqa: E402
 from began_core.runs import RunDir  # noqa: E402
 
 GAMMAS = ("0.3", "0.5", "0.7")

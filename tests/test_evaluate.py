@@ -14,10 +14,17 @@ from began_core.builtin_data import fluent_index
 from began_core.cli import main
 from began_core.config import ModelConfig, RunConfig
 from began_core.data import DatasetError, open_dataset
-from began_core.evaluate import INCEPTION_ENV, METRIC_KEYS, evaluate, inception_fid, resolve
+from began_core.evaluate import (
+    INCEPTION_ENV,
+    METRIC_KEYS,
+    ROWS,
+    evaluate,
+    inception_fid,
+    resolve,
+)
 from began_core.hub import load, read_training, save_pretrained
 from began_core.model import BEGAN
-from began_core.model_card import QUALITY_ROWS, training_record
+from began_core.model_card import training_record
 from began_core.runs import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,4 +305,4 @@ def test_readme_gamma_table_is_the_shipped_evaluation():
     for gamma, name in shipped.items():
         ev = read_training(ROOT / "pretrained" / name)["evaluation"]
         cells = [c.strip() for c in rows[f"{gamma}"].split("|")]
-        assert cells == [f"{ev[k]:.4g}" for k, *_ in QUALITY_ROWS], gamma
+        assert cells == [f"{ev[k]:.4g}" for k, *_ in ROWS], gamma
