@@ -113,12 +113,9 @@ def export(
                 past.append(_portable(ev.evaluate(locate(run.path, s)[0], **kw)))
             record["evaluation"] = evaluation
             record["history"] = past
-        hub.save_pretrained(  # again, now with the card and the metrics
-            model,
+        hub.describe(
             tmp,
             training=record,
-            dtype=dtype,
-            generator_only=generator_only,
             card=model_card(
                 config,
                 **facts,

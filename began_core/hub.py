@@ -58,6 +58,18 @@ def save_pretrained(
     save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
     config = dataclasses.asdict(model.config)
     (directory / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return describe(directory, card=card, training=training)
+
+
+def describe(
+    directory: str | os.PathLike,
+    *,
+    card: str | None = None,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write (or rewrite) what a checkpoint folder says about itself: its model card and its
+    training.json, leaving the weights as they are."""
+    directory = Path(directory)
     if training is not None:
         (directory / TRAINING).write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
     if card is not None:
