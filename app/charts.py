@@ -73,6 +73,21 @@ def _line(x, y, name, color, *, width=2.0, dash=None, opacity=1.0, legend=True):
     )
 
 
+def _finish(fig: go.Figure, height: int, *, legend_y: float, uirevision: str) -> go.Figure:
+    """The layout both figures share; `uirevision` keeps zoom and hidden traces across
+    refreshes."""
+    fig.update_xaxes(showticklabels=True)
+    fig.update_annotations(font_size=13)
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": legend_y, "x": 0},
+        hovermode="x unified",
+        uirevision=uirevision,
+    )
+    return fig
+
+
 def live_figure(
     records: Sequence[dict[str, Any]],
     gamma: float,
@@ -146,16 +161,7 @@ def live_figure(
     fig.update_yaxes(title_text="images/s", row=3, col=2, rangemode="tozero")
     for col in (1, 2):
         fig.update_xaxes(title_text="training step", row=3, col=col)
-    fig.update_xaxes(showticklabels=True)
-    fig.update_annotations(font_size=13)
-    fig.update_layout(
-        height=height,
-        margin={"l": 10, "r": 10, "t": 60, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.04, "x": 0},
-        hovermode="x unified",
-        uirevision="live",  # keep zoom and hidden traces across refreshes
-    )
-    return fig
+    return _finish(fig, height, legend_y=1.04, uirevision="live")
 
 
 COMPARE_PANELS = (
@@ -188,14 +194,9 @@ def compare_figure(
     for i, (label, gamma, records) in enumerate(runs):
         color = PALETTE[i % len(PALETTE)]
         c = columns(records)
-        c["ratio"] = [g / x if x else float("nan") for g, x in zip(c["L_G"], c["L_x"], strict=True)]
-        if smoothing > 0:  # the ratio of smoothed losses, steadier than the smoothed ratio
-            c["ratio"] = [
-                g / x if x else float("nan")
-                for g, x in zip(
-                    smooth(c["L_G"], smoothing), smooth(c["L_x"], smoothing), strict=True
-                )
-            ]
+        # The ratio of the smoothed losses, steadier than the smoothed ratio.
+        L_G, L_x = smooth(c["L_G"], smoothing), smooth(c["L_x"], smoothing)
+        c["ratio"] = [g / x if x else float("nan") for g, x in zip(L_G, L_x, strict=True)]
         keep = thin(len(records), max_points)
         for j, (key, _) in enumerate(COMPARE_PANELS):
             row, col = divmod(j, 3)
@@ -210,13 +211,4 @@ def compare_figure(
         if row == 1:
             fig.update_xaxes(title_text="training step", row=2, col=col + 1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
-    fig.update_xaxes(showticklabels=True)
-    fig.update_annotations(font_size=13)
-    fig.update_layout(
-        height=height,
-        margin={"l": 10, "r": 10, "t": 60, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.06, "x": 0},
-        hovermode="x unified",
-        uirevision="compare",
-    )
-    return fig
+    return _finish(fig, height, legend_y=1.06, uirevision="compare")
