@@ -1,4 +1,5 @@
 import dataclasses
+import time
 
 import pytest
 import torch
@@ -42,3 +43,28 @@ def dataset():
 @pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(2)
+
+
+def wait_until(predicate, timeout: float, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy, and return that; fail naming
+    `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def end_launched_children():
+    """Kill whatever training processes began_core.launch started in this process."""
+    from began_core import launch
+
+    yield
+    for pid, proc in list(launch._children.items()):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        launch._children.pop(pid, None)

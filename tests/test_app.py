@@ -21,6 +21,8 @@ from began_core import launch
 from began_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from began_core.runs import RunDir
 
+pytestmark = pytest.mark.usefixtures("end_launched_children")
+
 MAIN = Path(__file__).resolve().parent.parent / "app" / "main.py"
 FOLDER = "Folder or .zip on disk…"
 TIMEOUT = 60  # one script run, on a loaded machine; the first imports torch
@@ -33,16 +35,6 @@ def runs_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("BEGAN_PRETRAINED_DIR", str(tmp_path / "pretrained"))
     monkeypatch.delenv("BEGAN_READ_ONLY", raising=False)
     return root
-
-
-@pytest.fixture(autouse=True)
-def _end_children():
-    yield
-    for pid, proc in list(launch._children.items()):
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        launch._children.pop(pid, None)
 
 
 def app() -> AppTest:

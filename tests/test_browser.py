@@ -20,6 +20,8 @@ import pytest
 from began_core import launch
 from began_core.runs import RunDir
 
+from conftest import wait_until
+
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = [
@@ -139,16 +141,6 @@ def state(page, name: str):
 def settle(page) -> None:
     """Wait until no script runs, so a screenshot shows no stale elements."""
     page.get_by_test_id("stStatusWidget").wait_for(state="hidden")
-
-
-def wait_until(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
 def test_launch_watch_and_stop_a_run_in_the_browser(server, page, screenshots):

@@ -16,32 +16,16 @@ from began_core import launch
 from began_core.cli import build_parser, resolve_config
 from began_core.runs import RunDir
 
+from conftest import wait_until
+
+pytestmark = pytest.mark.usefixtures("end_launched_children")
+
 TINY = {"data": "shapes", "filters": 8, "log_every": 2, "sample_every": 50}
 TIMEOUT = 120  # seconds; generous, for a loaded 2-core machine
 
 
-def wait_for(predicate, timeout=TIMEOUT, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def args(**overrides):
     return launch.train_args(launch.validate_launch({**TINY, **overrides}))
-
-
-@pytest.fixture(autouse=True)
-def _end_children():
-    yield
-    for pid, proc in list(launch._children.items()):
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        launch._children.pop(pid, None)
 
 
 # --------------------------------------------------------------------------- validation
@@ -197,8 +181,9 @@ def test_start_stop_resume_delete(tmp_path):
     run = RunDir(tmp_path / "a")
     pid = launch.start_run(run.path, args(steps=5000, checkpoint_every=10_000))
     assert pid > 0 and launch.run_state(run) in ("starting", "running")
-    wait_for(
+    wait_until(
         lambda: launch.run_state(run) == "running" and len(run.read_metrics()) >= 2,
+        TIMEOUT,
         what="the run to log",
     )
     with pytest.raises(launch.LaunchError, match="still training"):
@@ -206,7 +191,7 @@ def test_start_stop_resume_delete(tmp_path):
     with pytest.raises(launch.LaunchError, match="still training"):
         launch.resume_run(run)
     assert launch.stop_run(run)
-    wait_for(lambda: launch.run_state(run) == "stopped", what="the run to stop")
+    wait_until(lambda: launch.run_state(run) == "stopped", TIMEOUT, what="the run to stop")
     status = run.read_status()
     assert run.latest_checkpoint() is not None and status["step"] == run.checkpoints()[-1][0]
     assert not launch.stop_run(run)  # nothing to stop
@@ -215,7 +200,9 @@ def test_start_stop_resume_delete(tmp_path):
         launch.resume_run(run, steps=status["step"])
     launch.resume_run(run, steps=status["step"] + 2)
     assert launch.run_state(run) in ("starting", "running", "finished")
-    wait_for(lambda: launch.run_state(run) == "finished", what="the resumed run to finish")
+    wait_until(
+        lambda: launch.run_state(run) == "finished", TIMEOUT, what="the resumed run to finish"
+    )
     assert run.read_status()["step"] == status["step"] + 2
     assert "$ -m began_core train --resume" in (run.path / launch.LOG_FILE).read_text()
 
@@ -228,7 +215,7 @@ def test_start_stop_resume_delete(tmp_path):
 def test_process_that_fails_at_start_shows_failed(tmp_path):
     run = RunDir(tmp_path / "bad")
     launch.start_run(run.path, ["--data", str(tmp_path / "missing"), "--filters", "8"])
-    wait_for(lambda: launch.run_state(run) == "failed", what="the run to fail")
+    wait_until(lambda: launch.run_state(run) == "failed", TIMEOUT, what="the run to fail")
     assert "not found" in launch.run_error(run)
     assert run.path.name in [r.path.name for r in launch.list_all_runs(tmp_path)]
     launch.delete_run(run)
@@ -239,12 +226,16 @@ def test_two_runs_at_once_one_stopped_while_starting_one_killed(tmp_path):
     launch.start_run(a.path, args(steps=5000, gamma=0.3))
     launch.start_run(b.path, args(steps=5000, gamma=0.7))
     assert launch.stop_run(b)  # at once: b is still starting, or has just begun
-    wait_for(lambda: launch.run_state(b) == "stopped", what="b to stop")
-    wait_for(lambda: launch.run_state(a) == "running" and a.read_metrics(), what="a to run")
+    wait_until(lambda: launch.run_state(b) == "stopped", TIMEOUT, what="b to stop")
+    wait_until(
+        lambda: launch.run_state(a) == "running" and a.read_metrics(), TIMEOUT, what="a to run"
+    )
     assert a.read_config().train.gamma == 0.3
 
     os.kill(a.read_status()["pid"], signal.SIGKILL)  # no chance to write its status
-    wait_for(lambda: launch.run_state(a) == "failed", what="the killed run to show failed")
+    wait_until(
+        lambda: launch.run_state(a) == "failed", TIMEOUT, what="the killed run to show failed"
+    )
     assert a.read_status()["state"] == "running"  # what the trainer left behind
     error = launch.run_error(a)
     assert "killed" in error and "began_core train --out" in error  # then its log's tail
