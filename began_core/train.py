@@ -196,6 +196,8 @@ def train(
     if d.main and run.stop_requested() and run.stop_path.stat().st_mtime < started:
         run.clear_stop()
     rank_log = _RankLog(d)
+    # What every checkpoint states about the run (its command, its data), read once.
+    run_meta = run.read_config_dict().get("meta", {}) if d.main else {}
 
     def save_checkpoint() -> Path | None:
         nonlocal saved_at
@@ -207,11 +209,10 @@ def train(
         def write(tmp: Path) -> None:
             hardware = hardware_name(device, d.world)
             facts = dict(step=step, wall_time=wall, hardware=hardware, metrics=last)
-            meta = run.read_config_dict().get("meta", {})
             card = model_card(
-                config, **facts, command=meta.get("command"), dataset=dataset.description
+                config, **facts, command=run_meta.get("command"), dataset=dataset.description
             )
-            record = training_record(config, **facts, meta=meta)
+            record = training_record(config, **facts, meta=run_meta)
             save_pretrained(model, tmp, card=card, training=record)
             training_state.save(
                 tmp,
