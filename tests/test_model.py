@@ -70,6 +70,23 @@ def test_vanishing_residual_carry_one_is_identity_and_zero_is_plain():
     assert torch.allclose(block(x), block.convs(x))
 
 
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_an_untrained_generator_already_varies_with_z(resolution):
+    # With PyTorch's default initialisation G's output hardly depends on z (0.004 per pixel at
+    # 32x32, n=32): training then starts on one image and every gamma collapsed. Glorot
+    # weights with zero biases keep z's variation as large as the image's own.
+    torch.manual_seed(0)
+    G = BEGAN(ModelConfig(resolution=resolution, n=32)).G
+    with torch.no_grad():
+        x = G(torch.rand(128, G.Nz) * 2 - 1)
+    across_z = x.std(0).mean()
+    within_image = x.flatten(1).std(1).mean()
+    assert across_z > 0.5 * within_image
+    for m in G.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            assert not m.bias.any()
+
+
 def test_sample_z_is_uniform_in_the_cube():
     model = BEGAN(ModelConfig(n=4))
     z = model.sample_z(4096, generator=torch.Generator().manual_seed(0))
