@@ -171,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--k0", type=float, help=f"initial k_t (default {d[1].k_0})")
     g.add_argument(
-        "--eta", type=int, choices=(1, 2), help="norm of the auto-encoder loss (default 1)"
+        "--eta",
+        type=int,
+        help="norm of the auto-encoder loss, |v - D(v)|^eta: 1 (default) or 2",
     )
     g.add_argument("--batch-size", type=int, help=f"(default {d[1].batch_size})")
     g.add_argument("--lr", type=float, help=f"Adam learning rate (default {d[1].lr})")

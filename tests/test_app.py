@@ -157,6 +157,20 @@ def test_automatic_run_names_are_valid(runs_dir, monkeypatch):
     assert args[:2] == ["--data", "fluent-faces@full"] and "--filters" in args
 
 
+@pytest.mark.parametrize(("choice", "expected"), [(None, "2"), (1, "1")])
+def test_the_eta_choice_reaches_the_trainer(runs_dir, monkeypatch, choice, expected):
+    # The form defaults to eta 2 (on the built-in data k_t stays at 0 with eta 1 at gamma 0.5).
+    started = []
+    monkeypatch.setattr(launch, "start_run", lambda path, args: started.append((path, args)))
+    at = app()
+    if choice is not None:
+        at.selectbox(key="eta").set_value(choice)
+    at = submit(at)
+    assert not at.error and len(started) == 1
+    args = started[0][1]
+    assert args[args.index("--eta") + 1] == expected
+
+
 def test_a_taken_run_name_is_refused(runs_dir):
     fake_run(runs_dir, "taken")
     at = app()

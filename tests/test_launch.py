@@ -33,11 +33,11 @@ def args(**overrides):
 
 def test_validate_launch_gives_the_cli_config():
     config = launch.validate_launch(
-        {**TINY, "gamma": 0.3, "lambda_k": 0.002, "lr": 5e-5, "steps": 77, "seed": 3}
+        {**TINY, "gamma": 0.3, "lambda_k": 0.002, "eta": 2, "lr": 5e-5, "steps": 77, "seed": 3}
     )
     assert (config.data.source, config.model.n, config.model.channels) == ("shapes", 8, 3)
     t = config.train
-    assert (t.gamma, t.lambda_k, t.lr, t.steps, t.seed) == (0.3, 0.002, 5e-5, 77, 3)
+    assert (t.gamma, t.lambda_k, t.eta, t.lr, t.steps, t.seed) == (0.3, 0.002, 2, 5e-5, 77, 3)
     cli_args = build_parser().parse_args(["train", "--out", "x", *launch.train_args(config)])
     assert resolve_config(cli_args) == config  # the process trains what was validated
     assert launch.validate_launch({"data": "fashion-mnist"}).model.channels == 1
@@ -59,6 +59,7 @@ def test_the_precision_choice_reaches_the_trainer(fast):
         ({"gamma": 0.0}, "gamma must be in (0, 1]"),
         ({"gamma": 1.5}, "gamma must be in (0, 1]"),
         ({"lambda_k": 0}, "lambda_k must be positive"),
+        ({"eta": 3}, "eta must be 1 or 2, got 3"),
         ({"lr": 0.0}, "lr and lr_min must be positive"),
         ({"steps": 0}, "steps must be a positive integer"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
