@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -230,6 +231,23 @@ ROWS = (  # key, label, which way is better
     ("diversity", "diversity, classifier features", "near 1"),
     ("pixel_diversity", "diversity, 16x16 pixels", "near 1"),
 )
+
+
+def shortfalls(result: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+    """The metrics on which `result` does not beat `baseline` (two `evaluate` results on the
+    same data and n): SWD, classifier FD and KL lower, coverage at least as high, and both
+    diversities nearer (in ratio) to those of the held-out real images in `result`."""
+    real = result["reference"]
+
+    def beats(k: str) -> bool:
+        a, b = result[k], baseline[k]
+        if k == "coverage":
+            return a >= b
+        if k in ("diversity", "pixel_diversity"):
+            return abs(math.log(a / real[k])) < abs(math.log(b / real[k]))
+        return a < b  # SWD, classifier FD, KL
+
+    return [k for k in METRIC_KEYS if not beats(k)]
 
 
 def quality_table(rows: Sequence[tuple[str, dict[str, Any]]], *, reference: bool = True) -> str:

@@ -9,9 +9,10 @@ runs stopped at the same step, and print the README's gamma table.
     done
     # ... stop them (a STOP file in each run, or SIGTERM), then either ship a given step:
     python scripts/export_pretrained.py runs --step 30000
-    # or the step, among the checkpoints all three runs have, with the lowest classifier
-    # Frechet distance averaged over the three gammas (BEGAN runs drift into mode collapse
-    # and out again, so the last step is not always the best one):
+    # or the step, among the checkpoints all three runs have, where the runs fall short of
+    # an untrained G or of their own first checkpoint on the fewest metrics, then with the
+    # lowest classifier Frechet distance averaged over the three gammas (BEGAN runs drift
+    # into mode collapse and out again, so the last step is not always the best one):
     python scripts/export_pretrained.py runs --select
 
 Each export states the exact training command with `--steps` set to the step exported: the
@@ -24,14 +25,18 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import tempfile
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from began_core.evaluate import evaluate, quality_table  # noqa: E402
+from began_core.evaluate import METRIC_KEYS, evaluate, quality_table, shortfalls  # noqa: E402
 from began_core.export import export  # noqa: E402
-from began_core.hub import read_training  # noqa: E402
+from began_core.hub import read_training, save_pretrained  # noqa: E402
+from began_core.model import BEGAN  # noqa: E402
 from began_core.runs import RunDir  # noqa: E402
 
 GAMMAS = ("0.3", "0.5", "0.7")
@@ -63,8 +68,10 @@ def note(run: RunDir, config: dict, step: int, selected: bool) -> str:
     )
     how = (
         f"the run went on to step {last:,}; this is its checkpoint at step {step:,}, the step "
-        "(of those all three gamma runs have) with the lowest classifier Frechet distance "
-        "averaged over the three, since BEGAN runs drift into mode collapse and out again"
+        "(of those all three gamma runs have) where the runs fall short of an untrained G or "
+        "of their first checkpoint on the fewest metrics, then with the lowest classifier "
+        "Frechet distance averaged over the three, since BEGAN runs drift into mode collapse "
+        "and out again"
         if selected
         else f"the run was stopped at step {step:,}"
     )
@@ -85,26 +92,57 @@ def note(run: RunDir, config: dict, step: int, selected: bool) -> str:
 SELECT_N = 256  # images per set when comparing steps (the shipped ones are scored with 1,024)
 
 
+def untrained(run: RunDir, tmp: Path) -> dict:
+    """`evaluate` of an untrained G of the run's architecture (torch seed 0), as the tests
+    score it."""
+    config = run.read_config()
+    torch.manual_seed(0)
+    path = save_pretrained(BEGAN(config.model), tmp / run.path.name)
+    return evaluate(path, n=SELECT_N, data=config.data.source)
+
+
 def select(runs: list[RunDir], every: int) -> tuple[int, str]:
-    """(step, markdown table): the common checkpoint step (a multiple of `every`) with the
-    lowest mean classifier FD."""
+    """(step, markdown table): of the checkpoint steps (multiples of `every`) that all runs
+    have, the one where the runs miss the fewest bars (beating an untrained G and the run's
+    first checkpoint, a short run, on every metric: `shortfalls`), then with the lowest mean
+    classifier FD."""
     common = set.intersection(*({s for s, _ in r.checkpoints()} for r in runs))
     steps = sorted(s for s in common if s % every == 0)
-    if not steps:
-        raise SystemExit("the runs have no checkpoint step in common")
-    fd: dict[int, list[float]] = {}
+    if len(steps) < 2:
+        raise SystemExit(
+            "the runs need two checkpoint steps in common (the first is the short run)"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        baselines = [untrained(r, Path(tmp)) for r in runs]
+    scores: dict[int, list[dict]] = {}
     for step in steps:
-        fd[step] = [
-            evaluate(dict(r.checkpoints())[step], n=SELECT_N)["classifier_fd"] for r in runs
+        scores[step] = [evaluate(dict(r.checkpoints())[step], n=SELECT_N) for r in runs]
+        fd = [r["classifier_fd"] for r in scores[step]]
+        print(f"step {step}: classifier FD {fd}", file=sys.stderr, flush=True)
+    short = scores[steps[0]]
+    missed = {
+        step: [
+            [k for k in METRIC_KEYS if k in {*shortfalls(r, base), *shortfalls(r, first)}]
+            for r, base, first in zip(scores[step], baselines, short, strict=True)
         ]
-        print(f"step {step}: classifier FD {fd[step]}", file=sys.stderr, flush=True)
-    best = min(steps, key=lambda s: sum(fd[s]))
+        for step in steps[1:]
+    }
+    fd = {step: [r["classifier_fd"] for r in scores[step]] for step in steps[1:]}
+    best = min(steps[1:], key=lambda s: (sum(map(len, missed[s])), sum(fd[s])))
     head = " | ".join(f"gamma {g}" for g in GAMMAS)
-    lines = [f"| step | {head} | mean |", "|" + " --- |" * (len(GAMMAS) + 2)]
-    for step in steps:
+    lines = [
+        f"| step | {head} | mean | short of an untrained G or step {steps[0]:,} on |",
+        "|" + " --- |" * (len(GAMMAS) + 3),
+    ]
+    for step in steps[1:]:
         cells = " | ".join(f"{v:.1f}" for v in fd[step])
         mark = " **(shipped)**" if step == best else ""
-        lines.append(f"| {step:,}{mark} | {cells} | {sum(fd[step]) / len(runs):.1f} |")
+        short_of = "; ".join(
+            f"{g}: {', '.join(m)}" for g, m in zip(GAMMAS, missed[step], strict=True) if m
+        )
+        lines.append(
+            f"| {step:,}{mark} | {cells} | {sum(fd[step]) / len(runs):.1f} | {short_of or 'none'} |"
+        )
     return best, "\n".join(lines)
 
 
@@ -114,7 +152,9 @@ def main() -> int:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--step", type=int, help="the step to ship, the same for all")
     which.add_argument(
-        "--select", action="store_true", help="ship the step with the lowest mean classifier FD"
+        "--select",
+        action="store_true",
+        help="ship the step that misses the fewest bars, then has the lowest mean classifier FD",
     )
     p.add_argument("--every", type=int, default=1000, help="with --select: steps compared")
     p.add_argument("--out", type=Path, default=ROOT / "pretrained")
