@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gradio_client import Client
 
-from app import explorer
+from app import explorer, explorer_server
 from began_core.config import ModelConfig
 from began_core.hub import save_pretrained
 from began_core.model import BEGAN
@@ -56,7 +56,7 @@ def main() -> int:
         save_pretrained(
             BEGAN(ModelConfig(resolution=args.resolution, n=args.filters)), pretrained / name
         )
-        threads = explorer.use_threads()
+        threads = explorer_server.use_threads()
         demo = explorer.build_explorer(pretrained, runs, allow_hub=False)
         port = free_port()
         demo.queue().launch(

@@ -21,7 +21,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from huggingface_hub import constants as hf_constants  # noqa: E402
 
-from app import explorer  # noqa: E402
+from app import explorer, explorer_server  # noqa: E402
 from began_core import explore  # noqa: E402
 from began_core.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from began_core.hub import CheckpointError, save_pretrained  # noqa: E402
@@ -226,11 +226,11 @@ def test_an_unknown_hub_repo_gets_a_clear_message(client, monkeypatch):
 def test_launch_options_come_from_gradio_variables(monkeypatch):
     monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
     monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
-    options = explorer.launch_options()
+    options = explorer_server.launch_options()
     assert options["server_name"] == "127.0.0.1" and options["server_port"] is None
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
-    options = explorer.launch_options()
+    options = explorer_server.launch_options()
     assert options["server_name"] == "0.0.0.0" and options["server_port"] == 7861
 
 
@@ -238,7 +238,7 @@ def test_spaces_entry_point_launches_the_explorer():
     spec = importlib.util.spec_from_file_location("spaces_app", ROOT / "app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # importing does not launch anything
-    assert module.main is explorer.main
+    assert module.main is explorer_server.main
     front = (ROOT / "README.md").read_text(encoding="utf-8")
     if front.startswith("---"):  # the Space's front matter names this file
         assert re.search(r"^app_file: app\.py$", front.split("---")[1], flags=re.MULTILINE)
@@ -247,8 +247,8 @@ def test_spaces_entry_point_launches_the_explorer():
 def test_serve_in_background_starts_one_server_per_process(folders, monkeypatch):
     monkeypatch.setenv("BEGAN_PRETRAINED_DIR", str(folders[0]))
     monkeypatch.setenv("BEGAN_RUNS_DIR", str(folders[1]))
-    url = explorer.serve_in_background(port=free_port())
-    assert explorer.serve_in_background() == url
+    url = explorer_server.serve_in_background(port=free_port())
+    assert explorer_server.serve_in_background() == url
     with urllib.request.urlopen(url, timeout=30) as r:
         assert r.status == 200
 
@@ -259,7 +259,7 @@ def test_mountable_serves_the_explorer_under_a_path_of_another_server(folders, m
 
     monkeypatch.setenv("BEGAN_PRETRAINED_DIR", str(folders[0]))
     monkeypatch.setenv("BEGAN_RUNS_DIR", str(folders[1]))
-    mounted = explorer.mountable("/explore")
+    mounted = explorer_server.mountable("/explore")
     parent = Starlette(routes=[mounted.route], lifespan=mounted.lifespan)
     with TestClient(parent) as http:  # runs the lifespan, as the dashboard's server would
         config = http.get("/explore/config")

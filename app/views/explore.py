@@ -7,7 +7,7 @@ browser can reach that port: on the machine itself, or through a forwarded port.
 
 import streamlit as st
 
-from app.explorer import serve_in_background
+from app.explorer_server import serve_in_background
 
 st.title("Explore trained generators")
 st.caption(
