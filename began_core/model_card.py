@@ -102,7 +102,7 @@ images = model.generate(model.sample_z(16))  # (16, {m.channels}, {m.resolution}
 | steps | {step} of {t.steps} |
 | wall time | {wall_time / 60:.1f} min |
 | hardware | {hardware} |
-| gamma / lambda_k / k_0 | {t.gamma} / {t.lambda_k} / {t.k_0} |
+| gamma / lambda_k / k_0 / eta | {t.gamma} / {t.lambda_k} / {t.k_0} / {t.eta} |
 | batch size / learning rate | {t.batch_size} / {t.lr} (halved when M_global stalls over {t.lr_window} steps, floor {t.lr_min}) |
 | seed | {t.seed} |
 

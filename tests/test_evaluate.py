@@ -243,16 +243,21 @@ def test_shortfalls_names_each_metric_not_beaten():
     ]
 
 
-COLLAPSED = {
-    "fluent-faces-32-gamma0.3": "collapsed onto one image (classifier-feature diversity 0.06): "
-    "its SWD is worse than an untrained G's and its diversity below its step-1,000 checkpoint's",
+# Measured shortfalls of the shipped checkpoints against an untrained G (torch seed 0, whose
+# noise the classifier spreads over 5 of the 18 classes), each a strict xfail: take an
+# entry off when a retrained checkpoint passes. All three beat their 1,000-step checkpoint.
+SHORT_OF_UNTRAINED = {
+    "fluent-faces-32-gamma0.3": "draws one figure: coverage 0.06, class KL 0.83 and both "
+    "diversities are worse than an untrained G's noise (0.28, 0.53); SWD and FD beat it",
+    "fluent-faces-32-gamma0.5": "class KL 0.71 nats against 0.53 for this untrained G's noise "
+    "(1.35 for other random weights); SWD, FD, coverage and diversity beat it",
 }
 
 
 def shipped(names: list[str]) -> list:
     return [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=COLLAPSED[n]))
-        if n in COLLAPSED
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=SHORT_OF_UNTRAINED[n]))
+        if n in SHORT_OF_UNTRAINED
         else n
         for n in names
     ]
@@ -287,7 +292,7 @@ def test_shipped_metrics_reproduce(name):
         assert again[key] == pytest.approx(stated[key], rel=0.01, abs=1e-3), key
 
 
-@pytest.mark.parametrize("name", shipped(GENERATORS))
+@pytest.mark.parametrize("name", GENERATORS)
 def test_shipped_checkpoint_beats_its_short_run(name):
     """The shipped step beats the run's earliest evaluated checkpoint (a short run of the same
     configuration, 1,000 steps) on every metric, as its card records them."""
