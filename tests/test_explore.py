@@ -41,9 +41,10 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
-def tiny_model(seed: int = 0, gain: float = 2.0) -> BEGAN:
-    """A random G with its weights scaled up, so that it is visibly non-linear in z (a freshly
-    initialised G is nearly linear, and any inversion would pass)."""
+def tiny_model(seed: int = 0, gain: float = 1.2) -> BEGAN:
+    """A random G with its weights scaled up, so that it is visibly non-linear in z and its
+    images span most of [-1, 1] (a freshly initialised G gives faint images from which any
+    start is within 0.05, and any inversion would pass)."""
     torch.manual_seed(seed)
     model = BEGAN(CFG).eval()
     with torch.no_grad():
@@ -88,8 +89,8 @@ def test_interpolate_shows_both_ends(model):
     for mode in ("linear", "spherical"):
         frames = explore.interpolate(model, z[0], z[1], steps=6, mode=mode)
         assert frames.shape == (6, 3, 32, 32)
-        assert torch.allclose(frames[0], model.generate(z[:1])[0], atol=1e-5)
-        assert torch.allclose(frames[-1], model.generate(z[1:])[0], atol=1e-5)
+        assert torch.allclose(frames[0], model.generate(z[:1])[0], atol=1e-4)
+        assert torch.allclose(frames[-1], model.generate(z[1:])[0], atol=1e-4)
     with pytest.raises(ValueError, match="steps"):
         explore.interpolate(model, z[0], z[1], steps=1)
     with pytest.raises(ValueError, match="mode"):

@@ -52,7 +52,7 @@ def tiny(seed: int) -> BEGAN:
     with torch.no_grad():
         for p in model.G.parameters():
             if p.dim() > 1:
-                p.mul_(2.0)
+                p.mul_(1.2)
     return model
 
 
