@@ -66,7 +66,8 @@ def _header(info: widgets.RunInfo) -> None:
     p = info.params()
     about = (
         f"{p['data']} at {p['res']}×{p['res']} · n = {p['n']} · γ = {p['γ']} · "
-        f"λₖ = {p['λ_k']} · lr = {p['lr']} · batch {p['batch']} · seed {p['seed']}"
+        f"λₖ = {p['λ_k']} · η = {p['η']} · lr = {p['lr']} · batch {p['batch']} · "
+        f"seed {p['seed']}"
         if info.config
         else "(no configuration written yet)"
     )

@@ -96,6 +96,7 @@ class RunInfo:
         return {
             "γ": _fmt(t.get("gamma")),
             "λ_k": _fmt(t.get("lambda_k")),
+            "η": _fmt(t.get("eta", 1)),
             "n": _fmt(m.get("n")),
             "res": _fmt(m.get("resolution")),
             "lr": _fmt(t.get("lr")),

@@ -195,6 +195,7 @@ def test_live_view_of_a_finished_run(runs_dir):
     assert at.get("progress")[0].proto.text == "Step 80 of 80 · 0:40 elapsed"
     assert metrics["k_t"] == "0.0400"
     assert "finished" in texts(at, "markdown")
+    assert "γ = 0.5 · λₖ = 0.001 · η = 1 ·" in texts(at, "markdown")  # the run's header
 
     spec = plotly_spec(at)
     names = {t.get("name") for t in spec["data"]}

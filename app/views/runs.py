@@ -27,6 +27,7 @@ def runs_table(infos: list[widgets.RunInfo]) -> None:
                 "n": p["n"],
                 "γ": p["γ"],
                 "λ_k": p["λ_k"],
+                "η": p["η"],
                 "lr": p["lr"],
                 "batch": p["batch"],
                 "progress": info.step / info.steps if info.steps else 0.0,
