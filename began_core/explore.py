@@ -143,13 +143,13 @@ def _first_block(model: BEGAN, z: Tensor) -> Tensor:
     return dec.blocks[0](h0).flatten(1)  # (B, n * 64)
 
 
-@torch.inference_mode()
 def _version(p: Tensor) -> int:
     """A weight's in-place version counter (0 for an inference tensor, which has none and
     cannot be changed in place anyway)."""
     return 0 if p.is_inference() else p._version
 
 
+@torch.inference_mode()
 def pca_directions(model: BEGAN, n_samples: int = 2048, k: int = 8, seed: int = 0) -> Directions:
     """Directions in z space that change G's output most, as GANSpace does for BigGAN
     (Härkönen et al. 2020): PCA of an early activation y = G_1(z) over random z, then each

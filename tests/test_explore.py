@@ -104,6 +104,7 @@ def test_pca_directions_are_ranked_unit_vectors_and_cached():
     assert torch.allclose(d.vectors.norm(dim=1), torch.ones(4), atol=1e-5)
     ev = d.explained_variance
     assert (ev[:-1] >= ev[1:]).all() and 0 < ev.sum() <= 1
+    assert not d.vectors.requires_grad  # no autograd graph through G is built or kept
     assert explore.pca_directions(model, n_samples=256, k=4) is d  # cached
     with torch.no_grad():
         model.G.decoder.fc.weight.mul_(0.5)  # new weights: computed again
