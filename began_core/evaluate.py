@@ -30,7 +30,10 @@ import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 INCEPTION_ENV = "BEGAN_INCEPTION_WEIGHTS"
 INCEPTION_FILE = (
@@ -231,6 +234,26 @@ ROWS = (  # key, label, which way is better
     ("diversity", "diversity, classifier features", "near 1"),
     ("pixel_diversity", "diversity, 16x16 pixels", "near 1"),
 )
+
+
+def untrained_baseline(
+    config: ModelConfig, *, data: str, n: int = DEFAULT_N, seed: int = 0
+) -> dict[str, Any]:
+    """`evaluate` of an untrained G of this architecture, its weights drawn right after
+    torch.manual_seed(`seed`) (the caller's random state is left as it was): the floor a
+    trained G must beat (`shortfalls`). The draw matters: its noise scores differently on
+    the class metrics from one seed to another."""
+    import tempfile
+
+    import torch
+
+    from .hub import save_pretrained
+    from .model import BEGAN
+
+    with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(seed)
+        path = save_pretrained(BEGAN(config), Path(tmp) / "untrained")
+        return evaluate(path, n=n, data=data)
 
 
 def shortfalls(result: dict[str, Any], baseline: dict[str, Any]) -> list[str]:

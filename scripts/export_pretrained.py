@@ -25,18 +25,20 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import tempfile
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from began_core.evaluate import METRIC_KEYS, evaluate, quality_table, shortfalls  # noqa: E402
+from began_core.evaluate import (  # noqa: E402
+    METRIC_KEYS,
+    evaluate,
+    quality_table,
+    shortfalls,
+    untrained_baseline,
+)
 from began_core.export import export  # noqa: E402
-from began_core.hub import read_training, save_pretrained  # noqa: E402
-from began_core.model import BEGAN  # noqa: E402
+from began_core.hub import read_training  # noqa: E402
 from began_core.runs import RunDir  # noqa: E402
 
 GAMMAS = ("0.3", "0.5", "0.7")
@@ -92,15 +94,6 @@ def note(run: RunDir, config: dict, step: int, selected: bool) -> str:
 SELECT_N = 256  # images per set when comparing steps (the shipped ones are scored with 1,024)
 
 
-def untrained(run: RunDir, tmp: Path) -> dict:
-    """`evaluate` of an untrained G of the run's architecture (torch seed 0), as the tests
-    score it."""
-    config = run.read_config()
-    torch.manual_seed(0)
-    path = save_pretrained(BEGAN(config.model), tmp / run.path.name)
-    return evaluate(path, n=SELECT_N, data=config.data.source)
-
-
 def select(runs: list[RunDir], every: int) -> tuple[int, str]:
     """(step, markdown table): of the checkpoint steps (multiples of `every`) that all runs
     have, the one where the runs miss the fewest bars (beating an untrained G and the run's
@@ -112,8 +105,8 @@ def select(runs: list[RunDir], every: int) -> tuple[int, str]:
         raise SystemExit(
             "the runs need two checkpoint steps in common (the first is the short run)"
         )
-    with tempfile.TemporaryDirectory() as tmp:
-        baselines = [untrained(r, Path(tmp)) for r in runs]
+    configs = [r.read_config() for r in runs]
+    baselines = [untrained_baseline(c.model, n=SELECT_N, data=c.data.source) for c in configs]
     scores: dict[int, list[dict]] = {}
     for step in steps:
         scores[step] = [evaluate(dict(r.checkpoints())[step], n=SELECT_N) for r in runs]
