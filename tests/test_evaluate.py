@@ -228,8 +228,6 @@ GENERATORS = sorted(
 )
 
 
-# Shipped generators known to miss the bar, and why. strict: a retrained one that passes
-# must be taken off this list.
 def test_untrained_baseline_is_the_seeded_draw_and_keeps_the_callers_random_state(tiny):
     torch.manual_seed(5)
     expected = torch.rand(3)
