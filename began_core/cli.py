@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--quiet", action="store_true", help="no progress bar; one line per record")
     g = t.add_argument_group(
-        "speed (default: bf16, channels_last and fused Adam on CUDA, all off on the CPU)"
+        "speed (default: channels_last everywhere; bf16 and fused Adam on CUDA, off on the CPU)"
     )
     on_off = argparse.BooleanOptionalAction
     g.add_argument(

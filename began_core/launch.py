@@ -54,11 +54,13 @@ LAUNCH_FLAGS = {
     "log_every": "--log-every",
     "sample_every": "--sample-every",
     "checkpoint_every": "--checkpoint-every",
-    "fast": ("--amp", "--channels-last"),  # True, False (their --no- forms) or None (auto)
+    # True, False (the --no- form) or None (auto: see TrainConfig)
+    "amp": "--amp",
+    "channels_last": "--channels-last",
 }
 
 FLOAT_SETTINGS = {"gamma", "lambda_k", "lr"}
-BOOL_SETTINGS = {"fast"}
+BOOL_SETTINGS = {"amp", "channels_last"}
 
 # Popen objects of the runs this process started: polling them reaps finished children.
 _children: dict[int, subprocess.Popen] = {}
@@ -139,7 +141,8 @@ def train_args(config: RunConfig) -> list[str]:
         "log_every": t.log_every,
         "sample_every": t.sample_every,
         "checkpoint_every": t.checkpoint_every,
-        "fast": t.amp if t.amp == t.channels_last else None,
+        "amp": t.amp,
+        "channels_last": t.channels_last,
     }
     return _flags(values)
 
@@ -150,7 +153,8 @@ def _flags(values: Mapping[str, Any]) -> list[str]:
         if value is None:
             continue
         if name in BOOL_SETTINGS:
-            flags += [f if value else f.replace("--", "--no-", 1) for f in LAUNCH_FLAGS[name]]
+            flag = LAUNCH_FLAGS[name]
+            flags.append(flag if value else flag.replace("--", "--no-", 1))
             continue
         flags += [LAUNCH_FLAGS[name], str(value)]
     return flags

@@ -30,7 +30,7 @@ class TrainStep:
         cuda = device.type == "cuda"
         # The fast path, part by part (config.py says which parts are on by default).
         self.amp = cuda if cfg.amp is None else cfg.amp
-        self.channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+        self.channels_last = True if cfg.channels_last is None else cfg.channels_last
         fused = cuda if cfg.fused_adam is None else cfg.fused_adam
         # Real and fake images through D as one batch: fewer kernels and one all-reduce on a
         # GPU (and required by DDP: one forward per backward); on a CPU two half batches are

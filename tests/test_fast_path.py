@@ -1,4 +1,5 @@
-"""The fast path (bf16 autocast, channels_last) tracks the float32 eager step.
+"""The fast path (bf16 autocast, channels_last) tracks the float32 eager step in the NCHW
+layout that peer code uses.
 
 GAN trajectories are chaotic, so step-by-step equality is not the claim; the claim is that
 from the same weights, data and z, the losses and k_t of the two paths stay together over a
@@ -36,11 +37,17 @@ def trajectory(**fast) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def float32_eager() -> torch.Tensor:
-    return trajectory()
+    return trajectory(channels_last=False)
 
 
 @pytest.mark.parametrize(
-    "fast", [{"amp": True}, {"amp": True, "channels_last": True}], ids=["bf16", "bf16+nhwc"]
+    "fast",
+    [
+        {"channels_last": True},  # the CPU default
+        {"amp": True, "channels_last": False},
+        {"amp": True, "channels_last": True},
+    ],
+    ids=["float32+nhwc", "bf16", "bf16+nhwc"],
 )
 def test_fast_path_tracks_float32_eager(float32_eager, fast):
     ref, got = float32_eager, trajectory(**fast)
@@ -50,7 +57,16 @@ def test_fast_path_tracks_float32_eager(float32_eager, fast):
     ref_w = ref[:, :3].reshape(-1, WINDOW, 3).mean(1)
     got_w = got[:, :3].reshape(-1, WINDOW, 3).mean(1)
     assert ((got_w - ref_w).abs() / ref_w).max() < LOSS_RTOL
-    assert not torch.equal(got, ref)  # the fast path did run: bf16 changes the low bits
+    assert not torch.equal(got, ref)  # the fast path did run: it changes the low bits
+
+
+def test_channels_last_is_on_by_default_also_on_the_cpu():
+    model = BEGAN(ModelConfig(resolution=32, n=8, Nh=16, Nz=16))
+    step = TrainStep(model, TrainConfig(), torch.device("cpu"))
+    assert step.channels_last and not step.amp
+    assert model.D.encoder.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    off = TrainStep(BEGAN(model.config), TrainConfig(channels_last=False), torch.device("cpu"))
+    assert not off.channels_last
 
 
 def test_fused_adam_the_cuda_default_makes_the_same_update():

@@ -43,14 +43,15 @@ def test_validate_launch_gives_the_cli_config():
     assert launch.validate_launch({"data": "fashion-mnist"}).model.channels == 1
 
 
-@pytest.mark.parametrize("fast", [None, True, False])
-def test_the_precision_choice_reaches_the_trainer(fast):
-    config = launch.validate_launch({**TINY, "fast": fast})
-    assert (config.train.amp, config.train.channels_last) == (fast, fast)
+@pytest.mark.parametrize("amp", [None, True, False])
+@pytest.mark.parametrize("channels_last", [None, False])
+def test_the_speed_choices_reach_the_trainer(amp, channels_last):
+    config = launch.validate_launch({**TINY, "amp": amp, "channels_last": channels_last})
+    assert (config.train.amp, config.train.channels_last) == (amp, channels_last)
     cli_args = build_parser().parse_args(["train", "--out", "x", *launch.train_args(config)])
     assert resolve_config(cli_args) == config
-    with pytest.raises(launch.LaunchError, match="fast must be true, false or unset"):
-        launch.validate_launch({**TINY, "fast": "yes"})
+    with pytest.raises(launch.LaunchError, match="amp must be true, false or unset"):
+        launch.validate_launch({**TINY, "amp": "yes"})
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from began_core import launch
 from began_core.data import BUILTIN_DATASETS
 
 FOLDER = "Folder or .zip on disk…"
-PRECISION = {  # the form's choice -> launch setting "fast"
+PRECISION = {  # the form's choice -> launch setting "amp"
     "auto: bf16 on a GPU, float32 on the CPU": None,
     "bf16 (fast path)": True,
     "float32": False,
@@ -108,14 +108,14 @@ def launch_form(s: settings.Settings) -> None:
                 "Checkpoint every", 1, 1_000_000, DEFAULTS["checkpoint_every"], key="ckpt_every"
             )
         with st.expander("Speed"):
-            values["fast"] = PRECISION[
+            values["amp"] = PRECISION[
                 st.radio(
                     "Precision",
                     list(PRECISION),
                     key="precision",
-                    help="bf16 autocast with channels_last memory layout; the losses and k_t "
-                    "stay float32. About twice as fast on CPUs with native bf16 (recent Xeon "
-                    "and EPYC) and on GPUs; slower on CPUs without it.",
+                    help="bf16 autocast for the networks; the losses and k_t stay float32. "
+                    "About 1.5x as fast on CPUs with native bf16 (recent Xeon and EPYC) and "
+                    "on GPUs; slower on CPUs without it.",
                 )
             ]
         submitted = st.form_submit_button(
