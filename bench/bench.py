@@ -5,10 +5,11 @@
 
 For every configuration (resolution x filters n x batch) and device it times
   - began_core: `began_core.step.TrainStep`, the very step `began_core.train` runs;
+  - fast:       the same step with every speed option on (bf16 autocast among them);
   - reference:  `bench/reference.py`, plain eager float32 as peer repositories write it;
 counts the FLOPs of one step (torch's FlopCounterMode on the meta device) and reports images/s,
 step time, achieved GFLOP/s and its share of the device's own measured ceilings (a matrix
-product, and a 3x3 convolution).
+product, and a 3x3 convolution, each in float32 and in bf16).
 It also times G(z) for one 64x64 image and for a batch of 64. Configurations whose estimated
 step time exceeds --max-step-s are skipped and listed as such.
 """
@@ -126,8 +127,8 @@ def time_steps(fn, x: torch.Tensor, device: torch.device, min_s: float, warmup: 
 
 def variants(device: torch.device, batch: int) -> dict[str, object]:
     """The steps timed per configuration: began_core as `train` runs it by default (CUDA: bf16
-    autocast, channels_last, fused Adam; CPU: float32), with every fast option on (adding
-    torch.compile on CUDA, bf16 and channels_last on the CPU), and the eager reference."""
+    autocast, channels_last, fused Adam; CPU: float32, channels_last), with every fast option
+    on (adding torch.compile on CUDA, bf16 on the CPU), and the eager reference."""
     fast = dict(amp=True, channels_last=True, compile=device.type == "cuda")
     return {
         "began_core": lambda m: TrainStep(m, TrainConfig(batch_size=batch), device),
@@ -137,13 +138,15 @@ def variants(device: torch.device, batch: int) -> dict[str, object]:
 
 
 def bench_config(
-    res: int, n: int, batch: int, device: torch.device, args, ceiling: dict[str, float]
+    res: int, n: int, batch: int, device: torch.device, args, ceilings: dict[str, dict]
 ) -> dict:
+    """One row of the table. `ceilings` holds the device's float32 and bf16 ceilings; each
+    step is measured against those of its own precision."""
     flops = {"began_core": step_flops(res, n, batch)}
     flops["fast"] = flops["began_core"]
     flops["reference"] = step_flops(res, n, batch, reference=True)
     row = {"resolution": res, "n": n, "batch": batch, "gflop_per_step": flops["began_core"] / 1e9}
-    estimate = flops["began_core"] / (0.5 * max(ceiling.values()) * 1e9)
+    estimate = flops["began_core"] / (0.5 * max(ceilings["float32"].values()) * 1e9)
     if estimate > args.max_step_s:
         return {
             **row,
@@ -154,6 +157,8 @@ def bench_config(
         torch.manual_seed(0)
         step = make(BEGAN(ModelConfig(resolution=res, n=n)).to(device))
         seconds = time_steps(step, x, device, args.min_s, args.warmup)
+        bf16 = name == "fast" or (name == "began_core" and device.type == "cuda")
+        ceiling = ceilings["bf16" if bf16 else "float32"]
         row[name] = {
             "step_s": seconds,
             "images_per_s": batch / seconds,
@@ -186,13 +191,14 @@ def generation_latency(device: torch.device, repeats: int = 50) -> dict:
 
 
 def markdown(result: dict) -> str:
-    c = result["ceilings"]
+    c, c16 = result["ceilings"], result["ceilings_bf16"]
     lines = [
         f"### {result['device']} ({result.get('cpu_model') or result['hardware']}, "
         f"{result['cpus']} cores), {result['date']}",
         "",
         f"torch {result['torch']}. Float32 ceilings: matrix product {c['matmul']:.0f} GFLOP/s, "
-        f"3x3 convolution {c['conv3x3']:.0f} GFLOP/s. G(z) at 64x64, n=64: one image "
+        f"3x3 convolution {c['conv3x3']:.0f} GFLOP/s; bf16 ceilings {c16['matmul']:.0f} and "
+        f"{c16['conv3x3']:.0f} GFLOP/s. G(z) at 64x64, n=64: one image "
         f"{result['generate']['batch_1_ms']:.1f} ms, 64 images "
         f"{result['generate']['batch_64_ms']:.1f} ms.",
         "",
@@ -218,10 +224,12 @@ def markdown(result: dict) -> str:
         "",
         "reference: plain eager float32 as peer code writes it (`bench/reference.py`). "
         "began_core: the step `train` runs by default (CUDA: bf16, channels_last, fused Adam; "
-        "CPU: float32). fast: every option on (`--amp --channels-last`, and `--compile` on "
-        "CUDA). Speed-ups are images/s over the reference's. Shares of the ceilings count a "
-        "step's FLOPs as direct convolutions and matrix products (torch's FlopCounterMode); "
-        "bf16 and convolution algorithms that need fewer multiplications can pass 100%.",
+        "CPU: float32, channels_last). fast: every option on (`--amp --channels-last`, and "
+        "`--compile` on CUDA). Speed-ups are images/s over the reference's. Each step's "
+        "shares are of the ceilings of its own precision: bf16 for the fast path (and for "
+        "began_core on CUDA), float32 otherwise. They count a step's FLOPs as direct "
+        "convolutions and matrix products (torch's FlopCounterMode); convolution algorithms "
+        "that need fewer multiplications can pass 100%.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -254,7 +262,7 @@ def main() -> int:
     out_dir = args.out_dir or (None if args.quick else Path(__file__).parent / "results")
 
     for device in devices if not args.quick else devices[:1]:
-        ceiling = ceilings(device)
+        ceiling = {"float32": ceilings(device), "bf16": ceilings(device, torch.bfloat16)}
         result = {
             "device": device.type,
             "hardware": hardware_name(device),
@@ -263,7 +271,8 @@ def main() -> int:
             "cpus": os.cpu_count(),
             "torch": torch.__version__,
             "date": datetime.date.today().isoformat(),
-            "ceilings": ceiling,
+            "ceilings": ceiling["float32"],
+            "ceilings_bf16": ceiling["bf16"],
             "generate": generation_latency(device),
             "rows": [],
         }
