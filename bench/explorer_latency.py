@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gradio_client import Client
 
-from app import explorer, explorer_server
+from app import explorer, explorer_model, explorer_server
 from began_core.config import ModelConfig
 from began_core.hub import save_pretrained
 from began_core.model import BEGAN
@@ -66,11 +66,11 @@ def main() -> int:
             client = Client(f"http://127.0.0.1:{port}/", verbose=False)
             key = f"pretrained/{name}"
             client.predict(key, 0, api_name="/select_checkpoint")  # loads G, finds directions
-            n_sliders = explorer.Z_SLIDERS + explorer.PC_SLIDERS
+            n_sliders = explorer_model.Z_SLIDERS + explorer_model.PC_SLIDERS
             times = []
             for i in range(args.moves):
                 values = [0.0] * n_sliders
-                values[explorer.Z_SLIDERS] = -1 + 2 * i / max(1, args.moves - 1)  # PC1 moves
+                values[explorer_model.Z_SLIDERS] = -1 + 2 * i / max(1, args.moves - 1)  # PC1 moves
                 t = time.perf_counter()
                 client.predict(key, 0, *values, api_name="/render")
                 times.append(time.perf_counter() - t)

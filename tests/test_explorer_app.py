@@ -21,7 +21,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from huggingface_hub import constants as hf_constants  # noqa: E402
 
-from app import explorer, explorer_server  # noqa: E402
+from app import explorer, explorer_model, explorer_server  # noqa: E402
 from began_core import explore  # noqa: E402
 from began_core.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from began_core.hub import CheckpointError, save_pretrained  # noqa: E402
@@ -116,7 +116,7 @@ def still_serving(client: Client) -> None:
 
 
 def test_checkpoints_are_found_in_pretrained_and_runs(folders):
-    found = {c.key: c for c in explorer.discover(*folders)}
+    found = {c.key: c for c in explorer_model.discover(*folders)}
     assert set(found) == {
         "pretrained/a-gamma0.3",
         "pretrained/b-gamma0.5",
@@ -126,7 +126,7 @@ def test_checkpoints_are_found_in_pretrained_and_runs(folders):
         "runs/demo @ step 5",
     }
     assert found["runs/demo @ step 5"].gamma == 0.5 and found[FIRST].gamma == 0.3
-    assert explorer.Explorer(*folders).gamma_defaults() == [
+    assert explorer_model.Explorer(*folders).gamma_defaults() == [
         "pretrained/a-gamma0.3",
         "pretrained/b-gamma0.5",
         "pretrained/c-gamma0.7",
@@ -139,16 +139,16 @@ def test_every_endpoint_returns_images_of_the_right_size(client, folders):
     info, image, gallery = out[0], out[-2], out[-1]
     assert "32x32 RGB" in info and "gamma 0.3" in info
     z_head = [update["value"] for update in out[1:9]]  # slider updates
-    assert z_head == explorer.Explorer(*folders).slider_z(FIRST, 3)
+    assert z_head == explorer_model.Explorer(*folders).slider_z(FIRST, 3)
     assert [update["label"][:4] for update in out[9:17]] == [f"PC{i}:" for i in range(1, 9)]
     assert size(image) == (256, 256)  # 32 px, nearest-neighbour x8
-    assert len(gallery) == explorer.GALLERY_IMAGES and size(gallery[0]["image"]) == (96, 96)
+    assert len(gallery) == explorer_model.GALLERY_IMAGES and size(gallery[0]["image"]) == (96, 96)
     # A slider moved.
     sliders = [0.5] * 8 + [1.0] + [0.0] * 7
     assert size(client.predict(FIRST, 3, *sliders, api_name="/render")) == (256, 256)
     # A new seed sets the z sliders to its z.
     out = client.predict(FIRST, 4, *[0.0] * 8, api_name="/seed")
-    assert list(out[:8]) == explorer.Explorer(*folders).slider_z(FIRST, 4)
+    assert list(out[:8]) == explorer_model.Explorer(*folders).slider_z(FIRST, 4)
     assert size(out[8]) == (256, 256)
     # A grid of 16: 4 x 4 frames of 32 + 2 px padding, then x3.
     assert size(client.predict(FIRST, 0, 16, api_name="/sample_grid")) == (414, 414)
@@ -298,7 +298,7 @@ def test_in_a_browser_the_image_follows_a_slider(url, tmp_path):
 
 
 def test_requests_outside_the_limits_are_refused_before_any_work(folders):
-    ex = explorer.Explorer(*folders)
+    ex = explorer_model.Explorer(*folders)
     with pytest.raises(ValueError, match="samples must be between 1 and 64"):
         ex.grid(FIRST, 0, 10**6)
     with pytest.raises(ValueError, match="frames must be between 2 and 16"):
@@ -312,7 +312,7 @@ def test_requests_outside_the_limits_are_refused_before_any_work(folders):
 def test_models_are_loaded_as_normal_tensors_even_under_inference_mode(folders):
     """The gamma handler runs under inference_mode; a model it loads first must still serve
     PCA directions and inversion, which differentiate through G."""
-    ex = explorer.Explorer(*folders)
+    ex = explorer_model.Explorer(*folders)
     with torch.inference_mode():
         model = ex.model(FIRST)
     assert not any(p.is_inference() for p in model.parameters())

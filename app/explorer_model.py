@@ -1,0 +1,363 @@
+"""The explorer's model side: the checkpoints it offers, the models it has loaded, and one
+method per thing the page shows, returning uint8 images. No Gradio here: `app/explorer.py`
+lays out the page and wires these methods to it. Sampling, interpolation, directions,
+inversion and the gamma comparison themselves live in `began_core.explore`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from app import settings
+from began_core import explore, metrics
+from began_core.config import TrainConfig
+from began_core.data import DatasetError, ImageDataset, open_dataset, subset_indices
+from began_core.hub import CONFIG, WEIGHTS, CheckpointError, load
+from began_core.images import make_grid, to_uint8
+from began_core.model import BEGAN
+from began_core.runs import list_runs
+
+DISPLAY = 256  # the main image is upscaled (nearest neighbour) to about this many pixels
+FRAME = 96  # frames of strips and grids to about this many
+Z_SLIDERS = 8  # sliders for the first z dimensions
+PC_SLIDERS = 8  # sliders for principal directions
+PC_RANGE = 3.0  # a PCA slider moves z this far along its unit direction, either way
+GALLERY_IMAGES = 24  # dataset images offered for inversion
+MAX_SAMPLES, MAX_FRAMES, MAX_ITERATIONS, MAX_RESTARTS = 64, 16, 1000, 16  # what a request may ask
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint the explorer offers: `key` is what the list shows and the API takes."""
+
+    key: str
+    path: Path
+    gamma: float | None
+    data: str | None  # the dataset it was trained on, when known
+
+    @property
+    def label(self) -> str:
+        return self.key if self.gamma is None else f"{self.key}  (gamma {self.gamma:g})"
+
+
+def discover(pretrained_dir: Path, runs_dir: Path) -> list[Checkpoint]:
+    """Checkpoint folders under `pretrained_dir` (config.json + model.safetensors; the feature
+    nets in pretrained/classifiers are not generators), then the latest checkpoint of each run
+    under `runs_dir`, newest run first."""
+    found: list[Checkpoint] = []
+    if pretrained_dir.is_dir():
+        for config in sorted(pretrained_dir.rglob(CONFIG)):
+            folder = config.parent
+            rel = folder.relative_to(pretrained_dir)
+            if "classifiers" in rel.parts or not (folder / WEIGHTS).is_file():
+                continue
+            key = f"pretrained/{rel.as_posix()}" if rel.parts else "pretrained"
+            found.append(Checkpoint(key, folder, *explore.read_origin(folder)))
+    for run in list_runs(runs_dir):
+        latest = run.latest_checkpoint()
+        if latest is None or not (latest / WEIGHTS).is_file():
+            continue
+        step = int(latest.name.split("_")[-1]) if latest.name.startswith("step_") else 0
+        key = f"runs/{run.path.name} @ step {step}"
+        found.append(Checkpoint(key, latest, *explore.read_origin(latest)))
+    return found
+
+
+# --------------------------------------------------------------------------- the model side
+
+
+def _upscale(a: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of an (H, W) or (H, W, C) uint8 image."""
+    return a if factor <= 1 else a.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def _picture(x: Tensor, size: int = DISPLAY) -> np.ndarray:
+    """One image (C, R, R) in [-1, 1] -> uint8 (H, W[, 3]) upscaled to about `size` pixels."""
+    a = to_uint8(x[None])[0]
+    a = a[..., 0] if a.shape[-1] == 1 else a
+    return _upscale(a, max(1, size // x.shape[-1]))
+
+
+def _strip(x: Tensor, nrow: int | None = None, size: int = FRAME) -> np.ndarray:
+    """A grid of images (B, C, R, R) as uint8, each frame upscaled to about `size` pixels."""
+    a = np.asarray(make_grid(x, nrow=nrow))
+    return _upscale(a, max(1, size // x.shape[-1]))
+
+
+class Explorer:
+    """Loaded checkpoints and one method per thing the app shows (uint8 images out).
+
+    Models are cached (least recently used go first) and shared by all sessions; torch runs
+    under `torch.inference_mode()` except for inversion, which needs gradients on z."""
+
+    def __init__(
+        self,
+        pretrained_dir: str | os.PathLike | None = None,
+        runs_dir: str | os.PathLike | None = None,
+        *,
+        allow_hub: bool = True,
+        device: str = "cpu",
+        cache_size: int = 6,
+    ) -> None:
+        cfg = settings.load()
+        self.pretrained_dir = Path(pretrained_dir) if pretrained_dir else cfg.pretrained_dir
+        self.runs_dir = Path(runs_dir) if runs_dir else cfg.runs_dir
+        self.allow_hub, self.device, self.cache_size = allow_hub, device, cache_size
+        self._models: OrderedDict[tuple, BEGAN] = OrderedDict()
+        self._datasets: dict[tuple, ImageDataset] = {}
+        self._lock = threading.RLock()
+        self._checkpoints: dict[str, Checkpoint] = {}
+        self.refresh()
+
+    # Checkpoints.
+    def refresh(self) -> list[Checkpoint]:
+        found = discover(self.pretrained_dir, self.runs_dir)
+        with self._lock:
+            self._checkpoints = {c.key: c for c in found}
+        return found
+
+    def choices(self) -> list[tuple[str, str]]:
+        return [(c.label, c.key) for c in self._checkpoints.values()]
+
+    def default_choice(self) -> str | None:
+        """The checkpoint shown first: one trained at the paper's default gamma (0.5) if
+        there is one, else the first in the list."""
+        keys = [c.key for c in self._checkpoints.values()]
+        at_default = [c.key for c in self._checkpoints.values() if c.gamma == TrainConfig.gamma]
+        return (at_default or keys or [None])[0]
+
+    def model(self, key: str | None) -> BEGAN:
+        """The model behind a list key or a Hub repo id, loaded once."""
+        if not key:
+            raise CheckpointError(
+                "no checkpoint chosen: pick one from the list, or type a Hub repo id and press "
+                f"Load. (Looked in {self.pretrained_dir.name}/ and {self.runs_dir.name}/.)"
+            )
+        ckpt = self._checkpoints.get(key)
+        if ckpt is None:
+            self.refresh()  # a run may have written a newer checkpoint
+            ckpt = self._checkpoints.get(key) or next(
+                (c for c in self._checkpoints.values() if _same_run(c.key, key)), None
+            )
+        if ckpt is not None:
+            source: str | Path = ckpt.path
+            try:
+                cache_key: tuple = (str(ckpt.path), (ckpt.path / WEIGHTS).stat().st_mtime_ns)
+            except OSError:  # a run keeps only its latest checkpoints
+                raise CheckpointError(
+                    f"{key} is gone (a run keeps only its latest checkpoints): refresh the list."
+                ) from None
+        elif self.allow_hub and _HUB_ID.fullmatch(key):
+            source, cache_key = key, ("hub", key)
+        else:
+            raise CheckpointError(
+                f"unknown checkpoint {key!r}: pick one from the list"
+                + (", or type a Hub repo id such as 'user/began-faces'." if self.allow_hub else ".")
+            )
+        with self._lock:
+            if cache_key in self._models:
+                self._models.move_to_end(cache_key)
+                return self._models[cache_key]
+            try:
+                # Never as inference tensors, even when a handler under inference_mode asks
+                # first: inversion differentiates through G, and PCA reads weight versions.
+                with torch.inference_mode(False):
+                    model = load(source, device=self.device)
+            except CheckpointError as e:  # name the folder as the list does, not by its path
+                message = str(e).replace(str(source), key) if ckpt else str(e)
+                raise CheckpointError(message) from None
+            self._models[cache_key] = model
+            while len(self._models) > self.cache_size:
+                self._models.popitem(last=False)
+            return model
+
+    def describe(self, key: str) -> str:
+        model = self.model(key)
+        c, ckpt = model.config, self._checkpoints.get(key)
+        parts = [
+            f"**{key}**: {c.resolution}x{c.resolution} {'RGB' if c.channels == 3 else 'greyscale'}",
+            f"n={c.n}, Nz={c.Nz}",
+        ]
+        if ckpt and ckpt.gamma is not None:
+            parts.append(f"gamma {ckpt.gamma:g}")
+        if ckpt and ckpt.data:
+            parts.append(f"trained on `{ckpt.data}`")
+        if not getattr(model, "has_discriminator", True):
+            parts.append("generator only")
+        return ", ".join(parts)
+
+    # Latent sliders.
+    def slider_z(self, key: str, seed: int) -> list[float]:
+        """The first z dimensions of a seed's z, rounded as the sliders hold them."""
+        z = explore.z_from_seeds(self.model(key), int(seed))[0]
+        return [round(float(v), 2) for v in z[:Z_SLIDERS]]
+
+    def directions(self, key: str) -> explore.Directions:
+        return explore.pca_directions(self.model(key), k=min(PC_SLIDERS, self.model(key).config.Nz))
+
+    def latent(self, key: str, seed: int, z_head: list[float], amounts: list[float]) -> Tensor:
+        model = self.model(key)
+        z = explore.z_from_seeds(model, int(seed))[0]
+        head = torch.as_tensor(z_head[: model.config.Nz], dtype=z.dtype)
+        z[: len(head)] = head.clamp(-1, 1)
+        return explore.move(z, self.directions(key), amounts[: len(self.directions(key))])
+
+    @torch.inference_mode()
+    def generate(
+        self, key: str, seed: int, z_head: list[float], amounts: list[float]
+    ) -> np.ndarray:
+        """The slider image: the seed's z with its first dimensions and PCA moves applied."""
+        model = self.model(key)
+        return _picture(explore.sample(model, self.latent(key, seed, z_head, amounts))[0])
+
+    @torch.inference_mode()
+    def grid(self, key: str, seed: int, n: int) -> np.ndarray:
+        """n samples, seeds seed .. seed + n - 1."""
+        n = _bounded(n, 1, MAX_SAMPLES, "samples")
+        x = explore.sample(self.model(key), list(range(int(seed), int(seed) + n)))
+        return _strip(x)
+
+    # Interpolation.
+    @torch.inference_mode()
+    def interpolation(
+        self, key: str, seed_a: int, seed_b: int, steps: int, mode: str
+    ) -> np.ndarray:
+        model, steps = self.model(key), _bounded(steps, 2, MAX_FRAMES, "frames")
+        z = explore.z_from_seeds(model, [int(seed_a), int(seed_b)])
+        frames = explore.interpolate(model, z[0], z[1], steps=steps, mode=_mode(mode))
+        return _strip(frames, nrow=steps)
+
+    # Mirror interpolation (paper Figure 4d).
+    def dataset(self, key: str) -> ImageDataset:
+        """Images like the training data, to invert: Fashion-MNIST or shapes when the run used
+        them, else the shipped Fluent faces (no download). At the model's size where the
+        data has it; else at 64x64, and the inversion resizes them (with a note)."""
+        model, ckpt = self.model(key), self._checkpoints.get(key)
+        source = ckpt.data if ckpt and ckpt.data in ("fashion-mnist", "shapes") else "fluent-faces"
+        c = model.config
+        with self._lock:
+            for resolution in dict.fromkeys((c.resolution, min(c.resolution, 64))):
+                cache_key = (source, resolution, c.channels)
+                if cache_key not in self._datasets:
+                    try:
+                        self._datasets[cache_key] = open_dataset(source, resolution, c.channels)
+                    except DatasetError:
+                        if resolution == 64 or c.resolution <= 64:
+                            raise
+                        continue
+                return self._datasets[cache_key]
+        raise DatasetError(f"no {source} images at {c.resolution}x{c.resolution}")
+
+    def dataset_indices(self, key: str) -> np.ndarray:
+        return subset_indices(len(self.dataset(key)), GALLERY_IMAGES)
+
+    def gallery(self, key: str) -> list[tuple[np.ndarray, str]]:
+        data, indices = self.dataset(key), self.dataset_indices(key)
+        return [(_picture(data[int(i)], FRAME), f"#{i}") for i in indices]
+
+    def dataset_image(self, key: str, index: int) -> np.ndarray:
+        """Dataset image number `index`, at the model's size (uint8, as an upload would be)."""
+        data = self.dataset(key)
+        if not 0 <= int(index) < len(data):
+            raise ValueError(f"image number {index} is outside the dataset (0 .. {len(data) - 1})")
+        a = to_uint8(data[int(index)][None])[0]
+        return a[..., 0] if a.shape[-1] == 1 else a
+
+    def mirror(
+        self,
+        key: str,
+        image: Any,
+        steps: int,
+        iterations: int,
+        restarts: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
+        """(original | G(z) over flip | G(z'), the interpolation strip, a summary, notes)."""
+        if image is None:
+            raise ValueError("no image: upload one, or pick one from the dataset below.")
+        steps = _bounded(steps, 2, MAX_FRAMES, "frames")
+        iterations = _bounded(iterations, 0, MAX_ITERATIONS, "Adam steps")
+        restarts = _bounded(restarts, 1, MAX_RESTARTS, "starts")
+        model = self.model(key)
+        c = model.config
+        x, notes = explore.prepare_image(image, c.resolution, c.channels)
+        m = explore.mirror_interpolation(
+            model,
+            x,
+            steps=int(steps),
+            invert_steps=int(iterations),
+            restarts=int(restarts),
+            progress=progress,
+        )
+        pair = _strip(
+            torch.stack([m.image, m.reconstruction, m.flipped, m.reconstruction_flipped]),
+            nrow=2,
+            size=DISPLAY // 2,
+        )
+        summary = (
+            f"Reconstruction error, mean |x - G(z)| on the [-1, 1] pixel scale: "
+            f"**{m.error:.3f}** for the image, **{m.error_flipped:.3f}** for its mirror image "
+            f"({iterations} Adam steps from {restarts} starts each)."
+        )
+        if notes:
+            summary += "\n\nInput: " + "; ".join(notes) + "."
+        return pair, _strip(m.frames, nrow=int(steps)), summary, notes
+
+    # Gamma comparison (paper Figure 3).
+    def gamma_defaults(self) -> list[str]:
+        """One checkpoint for each of the paper's gammas 0.3, 0.5 and 0.7, if found."""
+        picked: dict[float, str] = {}
+        for c in self._checkpoints.values():  # pretrained first, then newest run first
+            if c.gamma is not None and round(c.gamma, 3) in (0.3, 0.5, 0.7):
+                picked.setdefault(round(c.gamma, 3), c.key)
+        return [picked[g] for g in sorted(picked)]
+
+    @torch.inference_mode()
+    def gamma(self, keys: list[str], seed: int, n: int) -> list[tuple[np.ndarray, str]]:
+        if not keys:
+            raise ValueError(
+                "choose the checkpoints to compare (e.g. trained at gamma 0.3, 0.5, 0.7)."
+            )
+        n = _bounded(n, 2, MAX_SAMPLES, "samples")
+        models = [self.model(k) for k in keys]
+        z = explore.z_from_seeds(models[0], list(range(int(seed), int(seed) + n)))
+        out = []
+        for key, x in zip(keys, explore.gamma_grid(models, z), strict=True):
+            ckpt, figure = self._checkpoints.get(key), f"diversity {metrics.diversity(x):.2f}"
+            if ckpt and ckpt.gamma is not None:
+                caption = f"gamma {ckpt.gamma:g}: {figure} ({key})"
+            else:
+                caption = f"{key}: {figure}"
+            out.append((_strip(x, size=64), caption))
+        return out
+
+
+def _bounded(value: float, lo: int, hi: int, name: str) -> int:
+    """An integer setting from the page or the API, refused when outside [lo, hi]."""
+    if not lo <= int(value) <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+    return int(value)
+
+
+def _same_run(a: str, b: str) -> bool:
+    """'runs/x @ step 2000' and 'runs/x @ step 4000' name the same run."""
+    return a.startswith("runs/") and a.split(" @ ")[0] == b.split(" @ ")[0]
+
+
+def _mode(label: str) -> explore.Mode:
+    return "linear" if str(label).lower().startswith("lin") else "spherical"
