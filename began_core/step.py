@@ -115,7 +115,7 @@ def update_D(
     real and fake images go through D as one batch: one forward, one backward, one gradient
     all-reduce; without, as two (the same loss and gradient, up to rounding).
     """
-    D = D or model.D
+    D = model.D if D is None else D  # (a compiled module has no truth value)
     with torch.no_grad():  # G is a constant here: no graph through it, no gradient into it
         fake = model.G(z_D)
     if fuse:
@@ -139,7 +139,7 @@ def update_G(
     G: torch.nn.Module | None = None,
 ) -> torch.Tensor:
     """One step on G's weights only: L_G = L(G(z_G)), through a D that takes no gradient."""
-    G, D = G or model.G, model.D
+    G, D = (model.G if G is None else G), model.D
     D.requires_grad_(False)
     try:
         fake = G(z_G)
