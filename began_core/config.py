@@ -79,7 +79,7 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms, for bit-exact resume tests
     # The fast path (step.py). None = auto. amp: on for CUDA, off for the CPU, where bf16 pays
     # only on processors with native bf16 (measure with bench/bench.py, then opt in).
-    # channels_last: on for both; float32 training on the CPU is 1.1x to 1.6x faster with it
+    # channels_last: on for both; float32 training on the CPU is 1.1x to 1.5x faster with it
     # (bench/results/cpu.md), most at the large, memory-bound configurations.
     amp: bool | None = None  # bf16 autocast for the networks; losses and k_t stay float32
     channels_last: bool | None = None  # NHWC memory layout for the convolutions

@@ -114,8 +114,9 @@ def launch_form(s: settings.Settings) -> None:
                     list(PRECISION),
                     key="precision",
                     help="bf16 autocast for the networks; the losses and k_t stay float32. "
-                    "About 1.5x as fast on CPUs with native bf16 (recent Xeon and EPYC) and "
-                    "on GPUs; slower on CPUs without it.",
+                    "On a CPU with native bf16 (recent Xeon and EPYC) 1.4 to 2.2 times as fast "
+                    "as float32 (bench/results/cpu.md); slower on CPUs without it. On a GPU, "
+                    "auto already uses it.",
                 )
             ]
         submitted = st.form_submit_button(
