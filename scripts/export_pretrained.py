@@ -3,17 +3,20 @@ runs stopped at the same step, and print the README's gamma table.
 
     # the three runs (same seed, data, architecture and steps; only gamma differs)
     for g in 0.3 0.5 0.7; do
-      python -m began_core train --data fluent-faces --out runs/gamma$g --steps 60000 \\
-        --resolution 32 --filters 32 --gamma $g --eta 2 --seed 0 --amp --channels-last \\
-        --log-every 50 --sample-every 1000 --checkpoint-every 1000 --keep-checkpoints 100 --quiet &
+      python -m began_core train --data fluent-faces --out runs/gamma$g --steps 4000 \\
+        --resolution 32 --filters 32 --gamma $g --eta 2 --lambda-k 0.01 --seed 0 --amp \\
+        --channels-last --log-every 50 --sample-every 1000 --checkpoint-every 250 \\
+        --keep-checkpoints 100 --quiet &
     done
-    # ... stop them (a STOP file in each run, or SIGTERM), then either ship a given step:
-    python scripts/export_pretrained.py runs --step 30000
-    # or the step, among the checkpoints all three runs have, where the runs fall short of
-    # an untrained G or of their own first checkpoint on the fewest metrics, then with the
-    # lowest classifier Frechet distance averaged over the three gammas (BEGAN runs drift
-    # into mode collapse and out again, so the last step is not always the best one):
-    python scripts/export_pretrained.py runs --select
+    wait
+    # then either ship a given step:
+    python scripts/export_pretrained.py runs --step 3000
+    # or the step, among the checkpoints after step 1,000 that all three runs have, where the
+    # runs fall short of an untrained G or of their own 1,000-step checkpoint (a short run)
+    # on the fewest metrics, then with the lowest classifier Frechet distance averaged over
+    # the three gammas (BEGAN runs drift into mode collapse and out again, so the last step
+    # is not always the best one):
+    python scripts/export_pretrained.py runs --select --every 250
 
 Each export states the exact training command with `--steps` set to the step exported: the
 step count enters neither the learning-rate rule nor the data order, so a run stopped there
@@ -68,6 +71,15 @@ def note(run: RunDir, config: dict, step: int, selected: bool) -> str:
         if eta == 2
         else ""
     )
+    lambda_k = config["train"]["lambda_k"]
+    why_lambda_k = (
+        f"lambda_k {lambda_k:g}, not the paper's 0.001: squared errors are 3 to 5 times "
+        "smaller than absolute ones here, and so is each step of the k_t controller; with "
+        "0.001, k_t stayed near 0.02 and G collapsed onto one image by step 3,000 at gamma "
+        "0.3, while with 0.01 it drew varied figures. "
+        if lambda_k != 0.001
+        else ""
+    )
     how = (
         f"the run went on to step {last:,}; this is its checkpoint at step {step:,}, the step "
         "(of those all three gamma runs have) where the runs fall short of an untrained G or "
@@ -83,7 +95,7 @@ def note(run: RunDir, config: dict, step: int, selected: bool) -> str:
         "time is that of a shared machine. bf16 autocast and channels_last (`--amp "
         f"--channels-last`), with the losses and k_t in float32. Weights initialised "
         "Glorot-uniform with zero biases (`model.glorot_init`), without which G starts on one "
-        f"image and every gamma collapsed. {why_eta}{why_lr}Schedule and stop: "
+        f"image and every gamma collapsed. {why_eta}{why_lambda_k}{why_lr}Schedule and stop: "
         f"{how}. The step count enters neither the "
         "learning-rate rule nor the data order, so the command above reproduces these weights "
         "(up to floating-point non-determinism). 32x32 is what a CPU affords: read these as "
@@ -94,16 +106,17 @@ def note(run: RunDir, config: dict, step: int, selected: bool) -> str:
 SELECT_N = 256  # images per set when comparing steps (the shipped ones are scored with 1,024)
 
 
-def select(runs: list[RunDir], every: int) -> tuple[int, str]:
-    """(step, markdown table): of the checkpoint steps (multiples of `every`) that all runs
-    have, the one where the runs miss the fewest bars (beating an untrained G and the run's
-    first checkpoint, a short run, on every metric: `shortfalls`), then with the lowest mean
-    classifier FD."""
+def select(runs: list[RunDir], every: int, short_run: int = HISTORY[0]) -> tuple[int, str]:
+    """(step, markdown table): of the checkpoint steps (multiples of `every`) after
+    `short_run` that all runs have, the one where the runs miss the fewest bars (beating an
+    untrained G and the run's checkpoint at `short_run`, a short run, on every metric:
+    `shortfalls`), then with the lowest mean classifier FD."""
     common = set.intersection(*({s for s, _ in r.checkpoints()} for r in runs))
-    steps = sorted(s for s in common if s % every == 0)
-    if len(steps) < 2:
+    steps = [short_run, *sorted(s for s in common if s % every == 0 and s > short_run)]
+    if short_run not in common or len(steps) < 2:
         raise SystemExit(
-            "the runs need two checkpoint steps in common (the first is the short run)"
+            f"the runs need a checkpoint at step {short_run:,} (the short run) and a later one "
+            "in common"
         )
     configs = [r.read_config() for r in runs]
     baselines = [untrained_baseline(c.model, n=SELECT_N, data=c.data.source) for c in configs]
@@ -149,7 +162,9 @@ def main() -> int:
         action="store_true",
         help="ship the step that misses the fewest bars, then has the lowest mean classifier FD",
     )
-    p.add_argument("--every", type=int, default=1000, help="with --select: steps compared")
+    p.add_argument(
+        "--every", type=int, default=1000, help="with --select: the checkpoint steps compared"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "pretrained")
     args = p.parse_args()
 

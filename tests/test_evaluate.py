@@ -253,14 +253,9 @@ def test_shortfalls_names_each_metric_not_beaten():
 
 
 # Measured shortfalls of the shipped checkpoints against an untrained G (torch seed 0, whose
-# noise the classifier spreads over 5 of the 18 classes), each a strict xfail: take an
-# entry off when a retrained checkpoint passes. All three beat their 1,000-step checkpoint.
-SHORT_OF_UNTRAINED = {
-    "fluent-faces-32-gamma0.3": "draws one figure: coverage 0.06, class KL 0.83 and both "
-    "diversities are worse than an untrained G's noise (0.28, 0.53); SWD and FD beat it",
-    "fluent-faces-32-gamma0.5": "class KL 0.71 nats against 0.53 for this untrained G's noise "
-    "(1.35 for other random weights); SWD, FD, coverage and diversity beat it",
-}
+# noise the classifier spreads over 5 of the 18 classes), name -> reason, each run as a
+# strict xfail. None now: all three beat it on every metric.
+SHORT_OF_UNTRAINED: dict[str, str] = {}
 
 
 def shipped(names: list[str]) -> list:

@@ -23,7 +23,7 @@ DEFAULTS = {  # train visibly on a 2-core CPU within minutes (about 0.2 s a step
     "resolution": 32,
     "filters": 16,
     "gamma": 0.5,
-    "lambda_k": 0.001,
+    "lambda_k": 0.01,  # the CLI's default is the paper's 0.001; see LAMBDA_K_HELP
     "eta": 2,  # the CLI's default is the paper's 1; see ETA_HELP
     "lr": 1e-4,
     "batch_size": 16,
@@ -38,6 +38,12 @@ ETA_HELP = (
     "line defaults to 1. On the built-in white-background images, η = 1 lets G settle on a "
     "grey texture that D reconstructs easily: at γ ≤ 0.5 k_t then falls back to 0 after a few "
     "hundred steps and G draws no faces. With η = 2 k_t climbs and holds, and G draws faces."
+)
+LAMBDA_K_HELP = (
+    "Gain of the k_t controller: how far k_t moves per step for a given imbalance "
+    "γ L(x) − L(G(z)). The paper uses 0.001 with η = 1. Squared errors (η = 2) are 3 to 5 "
+    "times smaller, and so is every step of k_t: with 0.001, k_t reacts too slowly and at "
+    "γ = 0.3 G collapses onto one image; with 0.01 it draws varied faces."
 )
 
 
@@ -83,7 +89,7 @@ def launch_form(s: settings.Settings) -> None:
                 0.0005,
                 format="%.4f",
                 key="lambda_k",
-                help="Gain of the k_t controller (paper: 0.001).",
+                help=LAMBDA_K_HELP,
             ),
             "eta": a.selectbox(
                 "η (eta)", (1, 2), index=(1, 2).index(DEFAULTS["eta"]), key="eta", help=ETA_HELP
