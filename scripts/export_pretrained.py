@@ -75,8 +75,8 @@ def note(run: RunDir, config: dict, step: int, selected: bool) -> str:
     why_lambda_k = (
         f"lambda_k {lambda_k:g}, not the paper's 0.001: squared errors are 3 to 5 times "
         "smaller than absolute ones here, and so is each step of the k_t controller; with "
-        "0.001, k_t stayed near 0.02 and G collapsed onto one image by step 3,000 at gamma "
-        "0.3, while with 0.01 it drew varied figures. "
+        "0.001, k_t stayed between 0.02 and 0.03 and G collapsed onto one image by step "
+        "3,000 at gamma 0.3, while with 0.01 it drew varied figures. "
         if lambda_k != 0.001
         else ""
     )
