@@ -61,6 +61,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "data": ("data", "source"),
     "celeba_crop": ("data", "celeba_crop"),
     "max_images": ("data", "max_images"),
+    "hflip": ("data", "hflip"),
 }
 GREYSCALE_BUILTINS = {"fashion-mnist"}
 
@@ -92,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="crop CelebA's aligned 178x218 images to the 128x128 box at (25, 50) (default: detect)",
     )
     g.add_argument("--max-images", type=int, help="use at most this many images")
+    g.add_argument(
+        "--hflip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mirror a random half of every batch left to right (not in the paper; default off)",
+    )
     g = t.add_argument_group("run")
     g.add_argument("--out", type=Path, help="run directory to create")
     g.add_argument(

@@ -57,10 +57,11 @@ LAUNCH_FLAGS = {
     # True, False (the --no- form) or None (auto: see TrainConfig)
     "amp": "--amp",
     "channels_last": "--channels-last",
+    "hflip": "--hflip",
 }
 
 FLOAT_SETTINGS = {"gamma", "lambda_k", "lr"}
-BOOL_SETTINGS = {"amp", "channels_last"}
+BOOL_SETTINGS = {"amp", "channels_last", "hflip"}
 
 # Popen objects of the runs this process started: polling them reaps finished children.
 _children: dict[int, subprocess.Popen] = {}
@@ -143,6 +144,7 @@ def train_args(config: RunConfig) -> list[str]:
         "checkpoint_every": t.checkpoint_every,
         "amp": t.amp,
         "channels_last": t.channels_last,
+        "hflip": config.data.hflip or None,
     }
     return _flags(values)
 

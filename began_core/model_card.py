@@ -57,8 +57,8 @@ def model_card(
     reproduce = command or (
         f"python -m began_core train --data {d.source} --out runs/reproduce --steps {t.steps} "
         f"--resolution {m.resolution} --channels {m.channels} --filters {m.n} "
-        f"--batch-size {t.batch_size} --gamma {t.gamma} --lambda-k {t.lambda_k} --lr {t.lr} "
-        f"--seed {t.seed}"
+        f"--batch-size {t.batch_size} --gamma {t.gamma} --lambda-k {t.lambda_k} --eta {t.eta} "
+        f"--lr {t.lr} --seed {t.seed}" + (" --hflip" if d.hflip else "")
     )
     sections = [f"\n![samples of G from fixed z (seed 0)]({samples})\n"] if samples else []
     if evaluation is not None:
@@ -97,7 +97,7 @@ images = model.generate(model.sample_z(16))  # (16, {m.channels}, {m.resolution}
 
 | setting | value |
 | --- | --- |
-| data | `{d.source}` |
+| data | `{d.source}`{" with random horizontal flips" if d.hflip else ""} |
 | dataset and licence | {dataset or "see the data source"} |
 | steps | {step} of {t.steps} |
 | wall time | {wall_time / 60:.1f} min |

@@ -44,12 +44,13 @@ class NonFiniteLossError(RuntimeError):
 
 
 class Batches:
-    """Batch number t -> this rank's image indices, a pure function of (seed, t).
+    """Batch number t -> this rank's images, a pure function of (seed, t).
 
     Each epoch is a fresh permutation seeded by (seed, epoch); the global batch t is the same
-    images whatever the number of processes, and rank r takes its r-th slice. So a resumed
-    run, even with another number of processes, sees the data in the same order, with no
-    sampler state to save.
+    images whatever the number of processes, and rank r takes its r-th slice. With `hflip`,
+    which images of the global batch are mirrored is drawn from (seed, t) as well. So a
+    resumed run, even with another number of processes, sees the same data, with no sampler
+    state to save.
     """
 
     # A dataset up to this size is copied to the GPU once: no host-to-device copy per step.
@@ -62,8 +63,10 @@ class Batches:
         seed: int,
         d: Dist | None = None,
         device: torch.device | None = None,
+        hflip: bool = False,
     ) -> None:
         d = d or Dist()
+        self.hflip = hflip
         if len(dataset) < batch_size:
             raise ConfigError(
                 f"the dataset has {len(dataset)} images, fewer than the batch size {batch_size}; "
@@ -95,8 +98,14 @@ class Batches:
                 self._perm = self._perm.to(self.on_device.device)
         index = self._perm[i * self.B + self.offset :][: self.local]
         if self.on_device is not None:  # same images, same [-1, 1] scaling as dataset.batch
-            return self.on_device[index].float().div_(127.5).sub_(1.0)
-        return self.dataset.batch(index)
+            x = self.on_device[index].float().div_(127.5).sub_(1.0)
+        else:
+            x = self.dataset.batch(index)
+        if self.hflip:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + t + (1 << 40))
+            mirror = (torch.rand(self.B, generator=g) < 0.5)[self.offset :][: self.local]
+            x[mirror.to(x.device)] = x[mirror.to(x.device)].flip(-1)
+        return x
 
 
 def train(
@@ -143,7 +152,7 @@ def train(
             d.barrier()
     if (dataset.resolution, dataset.channels) != (cfg_m.resolution, cfg_m.channels):
         raise ConfigError("the dataset's resolution or channels differ from the model's")
-    batches = Batches(dataset, cfg_t.batch_size, cfg_t.seed, d, device)
+    batches = Batches(dataset, cfg_t.batch_size, cfg_t.seed, d, device, config.data.hflip)
 
     torch.manual_seed(cfg_t.seed)
     random.seed(cfg_t.seed)

@@ -127,6 +127,19 @@ def test_global_batch_must_split_over_ranks():
     assert torch.equal(torch.cat([b0(3), b1(3)]), whole(3))  # the same global batch
 
 
+def test_hflip_mirrors_a_reproducible_part_of_each_global_batch():
+    data = TensorDataset()
+    plain, whole = Batches(data, 16, 0)(3), Batches(data, 16, 0, hflip=True)(3)
+    mirrored = [not torch.equal(a, b) for a, b in zip(plain, whole, strict=True)]
+    assert 0 < sum(mirrored) < 16  # some, not all (half on average)
+    for a, b, m in zip(plain, whole, mirrored, strict=True):
+        assert torch.equal(b, a.flip(-1) if m else a)  # left to right, nothing else
+    assert torch.equal(Batches(data, 16, 0, hflip=True)(3), whole)  # a resume sees the same
+    assert not torch.equal(Batches(data, 16, 0, hflip=True)(4), Batches(data, 16, 0)(4))
+    halves = [Batches(data, 16, 0, Dist(rank=r, world=2), hflip=True)(3) for r in (0, 1)]
+    assert torch.equal(torch.cat(halves), whole)  # the same for any number of processes
+
+
 def _worker_pids(parent: int) -> dict[int, int]:
     """rank -> pid of torchrun's worker processes."""
     found = {}

@@ -54,6 +54,15 @@ def test_the_speed_choices_reach_the_trainer(amp, channels_last):
         launch.validate_launch({**TINY, "amp": "yes"})
 
 
+def test_random_flips_reach_the_trainer():
+    config = launch.validate_launch({**TINY, "hflip": True})
+    assert config.data.hflip
+    assert "--hflip" in launch.train_args(config)
+    assert not launch.validate_launch({**TINY, "hflip": False}).data.hflip
+    cli_args = build_parser().parse_args(["train", "--out", "x", *launch.train_args(config)])
+    assert resolve_config(cli_args) == config
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -214,3 +215,12 @@ def test_fast_path_options_run_and_keep_losses_float32(tmp_path, dataset):
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in losses.values())
     assert step.k_t.dtype == torch.float32 and 0 <= float(step.k_t) <= 1
     assert model.G.decoder.to_image.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_hflip_changes_what_the_trainer_sees(tmp_path):
+    config = tiny_config(steps=5, log_every=5)
+    flipped = dataclasses.replace(config, data=dataclasses.replace(config.data, hflip=True))
+    plain = list(train(config, tmp_path / "plain", dataset=TensorDataset()))[-1]
+    mirrored = list(train(flipped, tmp_path / "flipped", dataset=TensorDataset()))[-1]
+    assert plain["L_x"] != mirrored["L_x"]  # same weights and z, mirrored images
+    assert RunDir(tmp_path / "flipped").read_config().data.hflip
