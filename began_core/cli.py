@@ -230,6 +230,30 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_dict(base)
 
 
+# Always stated by train_command, for a reader; every other flag only where it differs.
+STATED = ("data", "steps", "resolution", "channels", "filters", "gamma", "lambda_k", "eta", "lr")
+STATED += ("batch_size", "seed")
+
+
+def train_command(config: RunConfig, out: str = "runs/reproduce") -> str:
+    """A `python -m began_core train` command that `resolve_config` turns back into `config`
+    (the inverse of the flags, for model cards)."""
+    import shlex
+
+    values, defaults = config.to_dict(), RunConfig().to_dict()
+    words = ["python", "-m", "began_core", "train", "--out", out]
+    for flag, (section, name) in FLAGS.items():
+        value = values[section][name]
+        if value is None or (flag not in STATED and value == defaults[section][name]):
+            continue
+        option = "--" + flag.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(option if value else option.replace("--", "--no-", 1))
+        else:
+            words += [option, str(value)]
+    return shlex.join(words)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if (args.out is None) == (args.resume is None):
         raise ConfigError("give exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR.")

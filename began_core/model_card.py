@@ -54,12 +54,11 @@ def model_card(
     metric_lines = (
         "\n".join(f"| {k} | {v:.4g} |" for k, v in shown.items()) or "| (none logged yet) | |"
     )
-    reproduce = command or (
-        f"python -m began_core train --data {d.source} --out runs/reproduce --steps {t.steps} "
-        f"--resolution {m.resolution} --channels {m.channels} --filters {m.n} "
-        f"--batch-size {t.batch_size} --gamma {t.gamma} --lambda-k {t.lambda_k} --eta {t.eta} "
-        f"--lr {t.lr} --seed {t.seed}" + (" --hflip" if d.hflip else "")
-    )
+    if command is None:
+        from .cli import train_command
+
+        command = train_command(config)
+    reproduce = command
     sections = [f"\n![samples of G from fixed z (seed 0)]({samples})\n"] if samples else []
     if evaluation is not None:
         ev = evaluation

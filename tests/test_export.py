@@ -1,15 +1,19 @@
 """`python -m began_core export`: a run's checkpoint as a model repository, as in pretrained/."""
 
+import dataclasses
 import json
+import re
+import shlex
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from began_core import explore, hub
-from began_core.cli import main
+from began_core.cli import build_parser, main, resolve_config
 from began_core.config import ConfigError
 from began_core.export import SAMPLES, export
+from began_core.model_card import model_card
 from began_core.train import train
 
 from conftest import tiny_config
@@ -92,3 +96,13 @@ def test_evaluate_compares_several_checkpoints_in_one_table(run, capsys):
     table = [line for line in out.splitlines() if line.startswith("|")]
     assert len(table) == 5  # header, rule, two checkpoints, the real reference
     assert table[2].startswith(f"| {steps[0]} |") and table[-1].startswith("| real images")
+
+
+def test_a_card_without_a_stated_command_gives_one_that_trains_the_same_run():
+    config = tiny_config(gamma=0.3, eta=2, lambda_k=0.01)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, hflip=True))
+    card = model_card(config, step=20, wall_time=1.0, hardware="cpu")
+    command = re.search(r"```bash\n(python -m began_core train .+)\n```", card).group(1)
+    again = resolve_config(build_parser().parse_args(shlex.split(command)[3:]))
+    assert again == config
+    assert "--lambda-k 0.01" in command and "--eta 2" in command and "--hflip" in command
