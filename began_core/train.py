@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import __version__, distributed, training_state
@@ -102,9 +103,11 @@ class Batches:
         else:
             x = self.dataset.batch(index)
         if self.hflip:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + t + (1 << 40))
-            mirror = (torch.rand(self.B, generator=g) < 0.5)[self.offset :][: self.local]
-            x[mirror.to(x.device)] = x[mirror.to(x.device)].flip(-1)
+            # Its own stream, keyed by (seed, t): torch's CPU generator keeps only 32 bits of a
+            # seed, so an offset seed could meet the permutations' seeds.
+            draw = np.random.default_rng([self.seed, t, 0x6F1F]).random(self.B) < 0.5
+            mirror = torch.from_numpy(draw[self.offset :][: self.local]).to(x.device)
+            x[mirror] = x[mirror].flip(-1)
         return x
 
 
