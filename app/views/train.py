@@ -103,14 +103,14 @@ def launch_form(s: settings.Settings) -> None:
             ),
             "steps": b.number_input("Steps", 1, 10_000_000, DEFAULTS["steps"], 100, key="steps"),
             "seed": a.number_input("Seed", 0, 2**31 - 1, DEFAULTS["seed"], key="seed"),
-            "hflip": b.checkbox(
-                "Random flips",
-                DEFAULTS["hflip"],
-                key="hflip",
-                help="Mirror a random half of every batch left to right (not in the paper). On "
-                "the built-in faces it slows the drift into mode collapse after the best step.",
-            ),
         }
+        values["hflip"] = st.checkbox(
+            "Random horizontal flips",
+            DEFAULTS["hflip"],
+            key="hflip",
+            help="Mirror a random half of every batch left to right (not in the paper). On "
+            "the built-in faces it slows the drift into mode collapse after the best step.",
+        )
         with st.expander("Logging"):
             values["log_every"] = st.number_input(
                 "Log every (steps)", 1, 100_000, DEFAULTS["log_every"], key="log_every"
