@@ -230,19 +230,18 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_dict(base)
 
 
-# Always stated by train_command, for a reader; every other flag only where it differs.
+# Always stated by train_flags, for a reader; every other flag only where it differs.
 STATED = ("data", "steps", "resolution", "channels", "filters", "gamma", "lambda_k", "eta", "lr")
 STATED += ("batch_size", "seed")
 
 
-def train_command(config: RunConfig, out: str = "runs/reproduce") -> str:
-    """A `python -m began_core train` command that `resolve_config` turns back into `config`
-    (the inverse of the flags, for model cards)."""
-    import shlex
-
+def train_flags(config: RunConfig) -> list[str]:
+    """The `train` flags that `resolve_config` turns back into `config` (its inverse): for the
+    dashboard's launches and the model cards' commands."""
     values, defaults = config.to_dict(), RunConfig().to_dict()
-    words = ["python", "-m", "began_core", "train", "--out", out]
-    for flag, (section, name) in FLAGS.items():
+    words: list[str] = []
+    for flag in [*STATED, *(f for f in FLAGS if f not in STATED)]:  # the stated ones first
+        section, name = FLAGS[flag]
         value = values[section][name]
         if value is None or (flag not in STATED and value == defaults[section][name]):
             continue
@@ -251,7 +250,14 @@ def train_command(config: RunConfig, out: str = "runs/reproduce") -> str:
             words.append(option if value else option.replace("--", "--no-", 1))
         else:
             words += [option, str(value)]
-    return shlex.join(words)
+    return words
+
+
+def train_command(config: RunConfig, out: str = "runs/reproduce") -> str:
+    """A `python -m began_core train` command line that trains `config` into `out`."""
+    import shlex
+
+    return shlex.join(["python", "-m", "began_core", "train", "--out", out, *train_flags(config)])
 
 
 def cmd_train(args: argparse.Namespace) -> int:

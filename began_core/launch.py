@@ -126,27 +126,12 @@ def _number(name: str, value: Any) -> Any:
 
 
 def train_args(config: RunConfig) -> list[str]:
-    """The `train` flags that reproduce the launch settings of `config`."""
-    m, t = config.model, config.train
-    values = {
-        "data": config.data.source,
-        "resolution": m.resolution,
-        "filters": m.n,
-        "gamma": t.gamma,
-        "lambda_k": t.lambda_k,
-        "eta": t.eta,
-        "lr": t.lr,
-        "batch_size": t.batch_size,
-        "steps": t.steps,
-        "seed": t.seed,
-        "log_every": t.log_every,
-        "sample_every": t.sample_every,
-        "checkpoint_every": t.checkpoint_every,
-        "amp": t.amp,
-        "channels_last": t.channels_last,
-        "hflip": config.data.hflip or None,
-    }
-    return _flags(values)
+    """The `train` flags that reproduce `config` (`cli.train_flags`, the inverse of the
+    command line's `resolve_config`; imported here, not at the top, to keep the dashboard's
+    start light)."""
+    from .cli import train_flags
+
+    return train_flags(config)
 
 
 def _flags(values: Mapping[str, Any]) -> list[str]:

@@ -54,11 +54,9 @@ def model_card(
     metric_lines = (
         "\n".join(f"| {k} | {v:.4g} |" for k, v in shown.items()) or "| (none logged yet) | |"
     )
-    if command is None:
-        from .cli import train_command
+    from .cli import train_command  # here: cli imports export, which imports this module
 
-        command = train_command(config)
-    reproduce = command
+    reproduce = command or train_command(config)
     sections = [f"\n![samples of G from fixed z (seed 0)]({samples})\n"] if samples else []
     if evaluation is not None:
         ev = evaluation
