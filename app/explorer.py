@@ -1,4 +1,4 @@
-"""The explorer of trained BEGAN generators: a Gradio app over `began_core.explore`.
+"""The explorer of trained BEGAN generators: a Gradio app over `began_core.latent` and `began_core.inversion`.
 
 `app/explorer_server.py` serves it: alone (`python app.py`, as a Hugging Face Space runs
 it), or in the dashboard's process as its Explore tab. Checkpoints come from
@@ -59,7 +59,7 @@ def _upload(payload: Any) -> str | bytes | None:
 
     The mirror event skips Gradio's preprocessing, which decodes an upload before the handler
     runs and fails with a generic error on a file that is not an image; here
-    `explore.prepare_image` opens the file and says what is wrong (not an image, too many
+    `images.prepare_image` opens the file and says what is wrong (not an image, too many
     pixels or bytes, corrupt). Gradio has already checked that the path is one of its uploads."""
     if payload is None:
         return None

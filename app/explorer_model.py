@@ -1,7 +1,8 @@
 """The explorer's model side: the checkpoints it offers, the models it has loaded, and one
 method per thing the page shows, returning uint8 images. No Gradio here: `app/explorer.py`
 lays out the page and wires these methods to it. Sampling, interpolation, directions,
-inversion and the gamma comparison themselves live in `began_core.explore`.
+inversion and the gamma comparison themselves live in `began_core.latent`
+and `began_core.inversion`; upload checks in `began_core.images`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor
 
 from app import settings
-from began_core import explore, metrics
+from began_core import images, inversion, latent, metrics
 from began_core.config import TrainConfig
 from began_core.data import DatasetError, ImageDataset, open_dataset, subset_indices
 from began_core.hub import CONFIG, WEIGHTS, CheckpointError, load
@@ -67,14 +68,14 @@ def discover(pretrained_dir: Path, runs_dir: Path) -> list[Checkpoint]:
             if "classifiers" in rel.parts or not (folder / WEIGHTS).is_file():
                 continue
             key = f"pretrained/{rel.as_posix()}" if rel.parts else "pretrained"
-            found.append(Checkpoint(key, folder, *explore.read_origin(folder)))
+            found.append(Checkpoint(key, folder, *latent.read_origin(folder)))
     for run in list_runs(runs_dir):
         latest = run.latest_checkpoint()
         if latest is None or not (latest / WEIGHTS).is_file():
             continue
         step = int(latest.name.split("_")[-1]) if latest.name.startswith("step_") else 0
         key = f"runs/{run.path.name} @ step {step}"
-        found.append(Checkpoint(key, latest, *explore.read_origin(latest)))
+        found.append(Checkpoint(key, latest, *latent.read_origin(latest)))
     return found
 
 
@@ -204,18 +205,18 @@ class Explorer:
     # Latent sliders.
     def slider_z(self, key: str, seed: int) -> list[float]:
         """The first z dimensions of a seed's z, rounded as the sliders hold them."""
-        z = explore.z_from_seeds(self.model(key), int(seed))[0]
+        z = latent.z_from_seeds(self.model(key), int(seed))[0]
         return [round(float(v), 2) for v in z[:Z_SLIDERS]]
 
-    def directions(self, key: str) -> explore.Directions:
-        return explore.pca_directions(self.model(key), k=min(PC_SLIDERS, self.model(key).config.Nz))
+    def directions(self, key: str) -> latent.Directions:
+        return latent.pca_directions(self.model(key), k=min(PC_SLIDERS, self.model(key).config.Nz))
 
     def latent(self, key: str, seed: int, z_head: list[float], amounts: list[float]) -> Tensor:
         model = self.model(key)
-        z = explore.z_from_seeds(model, int(seed))[0]
+        z = latent.z_from_seeds(model, int(seed))[0]
         head = torch.as_tensor(z_head[: model.config.Nz], dtype=z.dtype)
         z[: len(head)] = head.clamp(-1, 1)
-        return explore.move(z, self.directions(key), amounts[: len(self.directions(key))])
+        return latent.move(z, self.directions(key), amounts[: len(self.directions(key))])
 
     @torch.inference_mode()
     def generate(
@@ -223,13 +224,13 @@ class Explorer:
     ) -> np.ndarray:
         """The slider image: the seed's z with its first dimensions and PCA moves applied."""
         model = self.model(key)
-        return _picture(explore.sample(model, self.latent(key, seed, z_head, amounts))[0])
+        return _picture(latent.sample(model, self.latent(key, seed, z_head, amounts))[0])
 
     @torch.inference_mode()
     def grid(self, key: str, seed: int, n: int) -> np.ndarray:
         """n samples, seeds seed .. seed + n - 1."""
         n = _bounded(n, 1, MAX_SAMPLES, "samples")
-        x = explore.sample(self.model(key), list(range(int(seed), int(seed) + n)))
+        x = latent.sample(self.model(key), list(range(int(seed), int(seed) + n)))
         return _strip(x)
 
     # Interpolation.
@@ -238,8 +239,8 @@ class Explorer:
         self, key: str, seed_a: int, seed_b: int, steps: int, mode: str
     ) -> np.ndarray:
         model, steps = self.model(key), _bounded(steps, 2, MAX_FRAMES, "frames")
-        z = explore.z_from_seeds(model, [int(seed_a), int(seed_b)])
-        frames = explore.interpolate(model, z[0], z[1], steps=steps, mode=_mode(mode))
+        z = latent.z_from_seeds(model, [int(seed_a), int(seed_b)])
+        frames = latent.interpolate(model, z[0], z[1], steps=steps, mode=_mode(mode))
         return _strip(frames, nrow=steps)
 
     # Mirror interpolation (paper Figure 4d).
@@ -295,8 +296,8 @@ class Explorer:
         restarts = _bounded(restarts, 1, MAX_RESTARTS, "starts")
         model = self.model(key)
         c = model.config
-        x, notes = explore.prepare_image(image, c.resolution, c.channels)
-        m = explore.mirror_interpolation(
+        x, notes = images.prepare_image(image, c.resolution, c.channels)
+        m = inversion.mirror_interpolation(
             model,
             x,
             steps=int(steps),
@@ -335,9 +336,9 @@ class Explorer:
             )
         n = _bounded(n, 2, MAX_SAMPLES, "samples")
         models = [self.model(k) for k in keys]
-        z = explore.z_from_seeds(models[0], list(range(int(seed), int(seed) + n)))
+        z = latent.z_from_seeds(models[0], list(range(int(seed), int(seed) + n)))
         out = []
-        for key, x in zip(keys, explore.gamma_grid(models, z), strict=True):
+        for key, x in zip(keys, latent.gamma_grid(models, z), strict=True):
             ckpt, figure = self._checkpoints.get(key), f"diversity {metrics.diversity(x):.2f}"
             if ckpt and ckpt.gamma is not None:
                 caption = f"gamma {ckpt.gamma:g}: {figure} ({key})"
@@ -359,5 +360,5 @@ def _same_run(a: str, b: str) -> bool:
     return a.startswith("runs/") and a.split(" @ ")[0] == b.split(" @ ")[0]
 
 
-def _mode(label: str) -> explore.Mode:
+def _mode(label: str) -> latent.Mode:
     return "linear" if str(label).lower().startswith("lin") else "spherical"

@@ -18,7 +18,7 @@ import torch
 from starlette.routing import Mount
 
 from app.explorer import CSS, build_explorer
-from began_core import explore
+from began_core import images
 
 
 def launch_options() -> dict[str, Any]:
@@ -29,7 +29,7 @@ def launch_options() -> dict[str, Any]:
     return {
         "server_name": os.environ.get("GRADIO_SERVER_NAME", "").strip() or "127.0.0.1",
         "server_port": int(port) if port else None,
-        "max_file_size": explore.MAX_BYTES,
+        "max_file_size": images.MAX_BYTES,
         "css": CSS,
     }
 
@@ -92,7 +92,7 @@ def mountable(path: str = "/explore") -> Mounted:
 
     use_threads()
     sub = gr.mount_gradio_app(
-        FastAPI(), build_explorer(), path="/", css=CSS, max_file_size=explore.MAX_BYTES
+        FastAPI(), build_explorer(), path="/", css=CSS, max_file_size=images.MAX_BYTES
     )
 
     @contextlib.asynccontextmanager

@@ -26,7 +26,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data import DatasetError, ImageDataset, cache_dir, decode_to_dataset, subset_indices
+from .dataset import DatasetError, ImageDataset, cache_dir, decode_to_dataset, subset_indices
+
+BUILTIN_DATASETS: dict[str, str] = {
+    "fluent-faces": "1,124 faces and people from Microsoft's Fluent Emoji 3D, colour, 18 labels; "
+    "shipped 64x64 copy, no download (MIT)",
+    "fluent-faces@full": "the same 1,124 faces rebuilt at up to 256x256 from the npm package "
+    "@lobehub/fluent-emoji-3d 1.1.0; needs npm on first use (MIT)",
+    "fluent": "all 3,391 Fluent Emoji 3D images, colour, 98 labels, up to 256x256; fetched with "
+    "npm on first use (MIT)",
+    "fashion-mnist": "70,000 real 28x28 greyscale clothing photos, 10 labels, padded to 32; "
+    "from Debian's dataset-fashion-mnist (MIT)",
+    "shapes": "512 procedural circles, squares and triangles, colour, 3 labels; generated "
+    "instantly, for tests and demos (public domain)",
+}
+
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 FACES_SHEET = "fluent_faces_64.png"  # sprite sheet, tiles in the order of index["faces"]

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import evaluate, export
 from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .flags import FLAGS, config_from_flags
 
 DESCRIPTION = """\
 BEGAN (Boundary Equilibrium GAN, Berthelot, Schumm and Metz 2017): the discriminator is an
@@ -23,47 +24,6 @@ auto-encoder, and a proportional controller k_t keeps generator and discriminato
   lambda_k  the controller's gain: how far k_t moves per step in response to the imbalance
             gamma * L(x) - L(G(z)) (paper: 0.001).
 """
-
-# CLI flag -> (section, field). A flag left unset keeps the stored/default value.
-FLAGS: dict[str, tuple[str, str]] = {
-    "resolution": ("model", "resolution"),
-    "channels": ("model", "channels"),
-    "filters": ("model", "n"),
-    "h_dim": ("model", "Nh"),
-    "z_dim": ("model", "Nz"),
-    "convs_per_scale": ("model", "convs_per_scale"),
-    "skip": ("model", "skip"),
-    "vanishing_residual": ("model", "vanishing_residual"),
-    "steps": ("train", "steps"),
-    "batch_size": ("train", "batch_size"),
-    "gamma": ("train", "gamma"),
-    "lambda_k": ("train", "lambda_k"),
-    "k0": ("train", "k_0"),
-    "eta": ("train", "eta"),
-    "lr": ("train", "lr"),
-    "beta1": ("train", "beta1"),
-    "beta2": ("train", "beta2"),
-    "lr_window": ("train", "lr_window"),
-    "lr_tolerance": ("train", "lr_tolerance"),
-    "lr_min": ("train", "lr_min"),
-    "carry_steps": ("train", "carry_steps"),
-    "seed": ("train", "seed"),
-    "log_every": ("train", "log_every"),
-    "sample_every": ("train", "sample_every"),
-    "checkpoint_every": ("train", "checkpoint_every"),
-    "keep_checkpoints": ("train", "keep_checkpoints"),
-    "device": ("train", "device"),
-    "deterministic": ("train", "deterministic"),
-    "amp": ("train", "amp"),
-    "channels_last": ("train", "channels_last"),
-    "fused_adam": ("train", "fused_adam"),
-    "compile": ("train", "compile"),
-    "data": ("data", "source"),
-    "celeba_crop": ("data", "celeba_crop"),
-    "max_images": ("data", "max_images"),
-    "hflip": ("data", "hflip"),
-}
-GREYSCALE_BUILTINS = {"fashion-mnist"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,50 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     """Defaults (or the stored config, on resume) overridden by the flags that were given."""
-    given = {k: v for k, v in vars(args).items() if k in FLAGS and v is not None}
+    given = {k: v for k, v in vars(args).items() if k in FLAGS}
     if args.resume is not None:
         from .runs import RunDir
 
-        base = RunDir(args.resume).read_config().to_dict()
-    else:
-        base = RunConfig().to_dict()
-        source = given.get("data", base["data"]["source"])
-        if "channels" not in given and str(source) in GREYSCALE_BUILTINS:
-            given["channels"] = 1
-    for flag, value in given.items():
-        section, name = FLAGS[flag]
-        base[section][name] = str(value) if flag == "data" else value
-    return RunConfig.from_dict(base)
-
-
-# Always stated by train_flags, for a reader; every other flag only where it differs.
-STATED = ("data", "steps", "resolution", "channels", "filters", "gamma", "lambda_k", "eta", "lr")
-STATED += ("batch_size", "seed")
-
-
-def train_flags(config: RunConfig) -> list[str]:
-    """The `train` flags that `resolve_config` turns back into `config` (its inverse): for the
-    dashboard's launches and the model cards' commands."""
-    values, defaults = config.to_dict(), RunConfig().to_dict()
-    words: list[str] = []
-    for flag in [*STATED, *(f for f in FLAGS if f not in STATED)]:  # the stated ones first
-        section, name = FLAGS[flag]
-        value = values[section][name]
-        if value is None or (flag not in STATED and value == defaults[section][name]):
-            continue
-        option = "--" + flag.replace("_", "-")
-        if isinstance(value, bool):
-            words.append(option if value else option.replace("--", "--no-", 1))
-        else:
-            words += [option, str(value)]
-    return words
-
-
-def train_command(config: RunConfig, out: str = "runs/reproduce") -> str:
-    """A `python -m began_core train` command line that trains `config` into `out`."""
-    import shlex
-
-    return shlex.join(["python", "-m", "began_core", "train", "--out", out, *train_flags(config)])
+        return config_from_flags(given, RunDir(args.resume).read_config())
+    return config_from_flags(given)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

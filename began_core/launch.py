@@ -8,7 +8,7 @@ a run that dies before writing its status, or is killed without a chance to writ
 shows as failed, with the tail of its log.
 
     config = validate_launch({"data": "shapes", "filters": 8, "steps": 300})
-    pid = start_run("runs/tiny", train_args(config))
+    pid = start_run("runs/tiny", train_flags(config))
     run_state(RunDir("runs/tiny"))        # "starting", then "running", then "finished"
     stop_run(RunDir("runs/tiny"))         # checkpoint written, state "stopped"
 """
@@ -32,33 +32,18 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, RunConfig
-from .runs import RunDir, atomic_write_text
+from .flags import config_from_flags
+from .runs import LAUNCH_FILE, RunDir, atomic_write_text
 
-LAUNCH_FILE = "launch.json"
 LOG_FILE = "train.log"
 ACTIVE = ("starting", "running", "stopping")  # states with a live training process
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
-# Form field -> `began_core train` flag; what a user may set when launching.
-LAUNCH_FLAGS = {
-    "data": "--data",
-    "resolution": "--resolution",
-    "filters": "--filters",
-    "gamma": "--gamma",
-    "lambda_k": "--lambda-k",
-    "eta": "--eta",
-    "lr": "--lr",
-    "batch_size": "--batch-size",
-    "steps": "--steps",
-    "seed": "--seed",
-    "log_every": "--log-every",
-    "sample_every": "--sample-every",
-    "checkpoint_every": "--checkpoint-every",
-    # True, False (the --no- form) or None (auto: see TrainConfig)
-    "amp": "--amp",
-    "channels_last": "--channels-last",
-    "hflip": "--hflip",
-}
+# What a user may set when launching: form fields named as `flags.FLAGS`, the CLI's flags.
+# amp, channels_last: True, False or None (auto: see TrainConfig).
+LAUNCH_FLAGS = ("data", "resolution", "filters", "gamma", "lambda_k", "eta", "lr", "batch_size")
+LAUNCH_FLAGS += ("steps", "seed", "log_every", "sample_every", "checkpoint_every")
+LAUNCH_FLAGS += ("amp", "channels_last", "hflip")
 
 FLOAT_SETTINGS = {"gamma", "lambda_k", "lr"}
 BOOL_SETTINGS = {"amp", "channels_last", "hflip"}
@@ -85,13 +70,11 @@ def validate_launch(values: Mapping[str, Any]) -> RunConfig:
         raise LaunchError(
             f"unknown launch settings {sorted(unknown)}; known: {list(LAUNCH_FLAGS)}."
         )
-    from .cli import build_parser, resolve_config
     from .data import BUILTIN_DATASETS
 
     values = {name: _number(name, value) for name, value in values.items()}
     try:
-        args = build_parser().parse_args(["train", "--out", "unused", *_flags(values)])
-        config = resolve_config(args)
+        config = config_from_flags(values)  # the form's fields are named as the CLI's flags
     except ConfigError as e:
         raise LaunchError(str(e)) from None
     source = config.data.source
@@ -123,28 +106,6 @@ def _number(name: str, value: Any) -> Any:
             raise LaunchError(f"{name} must be a whole number, got {value!r}.")
         return int(number)
     return number
-
-
-def train_args(config: RunConfig) -> list[str]:
-    """The `train` flags that reproduce `config` (`cli.train_flags`, the inverse of the
-    command line's `resolve_config`; imported here, not at the top, to keep the dashboard's
-    start light)."""
-    from .cli import train_flags
-
-    return train_flags(config)
-
-
-def _flags(values: Mapping[str, Any]) -> list[str]:
-    flags = []
-    for name, value in values.items():
-        if value is None:
-            continue
-        if name in BOOL_SETTINGS:
-            flag = LAUNCH_FLAGS[name]
-            flags.append(flag if value else flag.replace("--", "--no-", 1))
-            continue
-        flags += [LAUNCH_FLAGS[name], str(value)]
-    return flags
 
 
 def check_data(source: str, batch_size: int = 1) -> None:
@@ -286,21 +247,6 @@ def delete_run(run: RunDir | str | os.PathLike) -> None:
     if not (run.config_path.is_file() or (run.path / LAUNCH_FILE).is_file()):
         raise LaunchError(f"{run.path} is not a run directory; nothing deleted.")
     shutil.rmtree(run.path)
-
-
-def list_all_runs(root: str | os.PathLike) -> list[RunDir]:
-    """Runs under `root`, newest first: those with a config.json, and those just started
-    (or that failed to start) which only have a launch.json yet."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = []
-    for p in root.iterdir():
-        for marker in ("config.json", LAUNCH_FILE):
-            with contextlib.suppress(OSError):
-                found.append(((p / marker).stat().st_mtime, RunDir(p)))
-                break
-    return [run for _, run in sorted(found, key=lambda t: t[0], reverse=True)]
 
 
 def run_state(run: RunDir | str | os.PathLike) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from .config import RunConfig
 from .evaluate import quality_table
+from .flags import train_command
 
 _METRIC_KEYS = ("k_t", "L_x", "L_G", "M_global", "lr")
 
@@ -54,7 +55,6 @@ def model_card(
     metric_lines = (
         "\n".join(f"| {k} | {v:.4g} |" for k, v in shown.items()) or "| (none logged yet) | |"
     )
-    from .cli import train_command  # here: cli imports export, which imports this module
 
     reproduce = command or train_command(config)
     sections = [f"\n![samples of G from fixed z (seed 0)]({samples})\n"] if samples else []

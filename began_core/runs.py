@@ -8,6 +8,7 @@
       checkpoints/step_0001000/  a model repository + training_state.pt, written atomically
       checkpoints/latest.json    {"step": ..., "path": "step_0001000"}
       STOP                 created by anyone who wants the trainer to stop gracefully
+      launch.json, train.log   the process a launcher started and its output (launch.py)
 
 Readers tolerate a half-written last line of metrics.jsonl; every other file is replaced
 atomically (temp file, fsync, rename), so it is either the old version or the new one.
@@ -27,6 +28,7 @@ from typing import Any
 from .config import ConfigError, RunConfig
 
 STATES = ("running", "finished", "stopped", "failed")
+LAUNCH_FILE = "launch.json"  # written by launch.py: the process that trains the run
 _STEP_RE = re.compile(r"step_(\d+)")
 
 
@@ -207,13 +209,27 @@ def _by_step(paths: Iterator[Path]) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def list_runs(root: str | os.PathLike) -> list[RunDir]:
-    """Run directories directly under `root`, newest first."""
+def list_runs(root: str | os.PathLike, *, starting: bool = False) -> list[RunDir]:
+    """Run directories directly under `root`, newest first (by their config.json, else their
+    launch.json). With `starting`, also the runs a launcher has just started, or that failed to
+    start, which have a launch.json and perhaps no config.json yet: what a dashboard lists.
+    Without, only runs the trainer has written (config.json and checkpoints/)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [RunDir(p) for p in root.iterdir() if RunDir(p).exists()]
-    return sorted(runs, key=lambda r: r.config_path.stat().st_mtime, reverse=True)
+    found = []
+    for p in root.iterdir():
+        run = RunDir(p)
+        started = run.config_path.is_file() or (p / LAUNCH_FILE).is_file()
+        if not (started if starting else run.exists()):
+            continue
+        for marker in (run.config_path, p / LAUNCH_FILE):
+            try:
+                found.append((marker.stat().st_mtime, run))
+                break
+            except OSError:  # absent, or deleted while we look
+                continue
+    return [run for _, run in sorted(found, key=lambda t: t[0], reverse=True)]
 
 
 def run_of(checkpoint: str | os.PathLike) -> RunDir | None:

@@ -13,7 +13,7 @@ code point, MIT), then writes
   64x64 with LANCZOS, as a lossless sprite sheet, 32 tiles a row.
 
 The selection rule is ``began_core.builtin_data.is_face_subcategory``; the decoding is
-``began_core.data.load_image``, the same as 'fluent-faces@full' uses, so both agree.
+``began_core.images.load_image``, the same as 'fluent-faces@full' uses, so both agree.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from began_core import builtin_data as bd  # noqa: E402
-from began_core.data import load_image  # noqa: E402
+from began_core.images import load_image  # noqa: E402
 
 COLUMNS = 32
 

@@ -1,10 +1,19 @@
 import dataclasses
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from began_core.config import ModelConfig, RunConfig, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+# `train` flags of a tiny model on the instant built-in data, and of a short run of it.
+TINY = ["--data", "shapes", "--filters", "8", "--h-dim", "16", "--z-dim", "16"]
+SHORT = ["--steps", "20", "--log-every", "5", "--checkpoint-every", "10"]
 
 
 class TensorDataset:
@@ -68,3 +77,24 @@ def end_launched_children():
             proc.kill()
             proc.wait(timeout=30)
         launch._children.pop(pid, None)
+
+
+def run_began(
+    *args: str, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """`python -m began_core ARGS` from the repository root, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "began_core", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def dead_pid() -> int:
+    """The pid of a process that has already exited: what a killed trainer leaves behind."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid

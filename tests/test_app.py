@@ -5,8 +5,6 @@ the last test, which launches and stops a real tiny run from the page.
 """
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +17,9 @@ from streamlit.testing.v1 import AppTest
 
 from began_core import launch
 from began_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from began_core.runs import RunDir
+from began_core.runs import LAUNCH_FILE, RunDir
+
+from conftest import dead_pid
 
 pytestmark = pytest.mark.usefixtures("end_launched_children")
 
@@ -239,9 +239,8 @@ def test_grid_slider_follows_new_grids_unless_moved_back(runs_dir):
 
 
 def test_killed_run_shows_failed_with_the_tail_of_its_log(runs_dir):
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    run = fake_run(runs_dir, "killed", state="running", pid=gone.pid)
+    gone_pid = dead_pid()
+    run = fake_run(runs_dir, "killed", state="running", pid=gone_pid)
     (run.path / launch.LOG_FILE).write_text("step 78/80 k_t=0.0780\nRuntimeError: out of memory\n")
     fake_run(runs_dir, "fine")
     at = app()
@@ -255,11 +254,10 @@ def test_killed_run_shows_failed_with_the_tail_of_its_log(runs_dir):
 
 
 def test_run_that_failed_to_start_shows_its_error(runs_dir):
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    gone_pid = dead_pid()
     run = RunDir(runs_dir / "nodata")  # what start_run leaves when the trainer exits at once
     run.path.mkdir(parents=True)
-    (run.path / launch.LAUNCH_FILE).write_text(json.dumps({"pid": gone.pid}))
+    (run.path / LAUNCH_FILE).write_text(json.dumps({"pid": gone_pid}))
     (run.path / launch.LOG_FILE).write_text("error: dataset 'nowhere' not found\n")
     at = app()
     assert at.selectbox(key="run").value == "nodata"

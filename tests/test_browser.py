@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from began_core import launch
-from began_core.runs import RunDir
+from began_core.runs import RunDir, list_runs
 
 from conftest import wait_until
 
@@ -88,7 +88,7 @@ def server(tmp_path):
         yield url, runs
     finally:
         # The trainer outlives the server by design: end ours by its pid, gracefully or not.
-        for run in launch.list_all_runs(runs):
+        for run in list_runs(runs, starting=True):
             launch.stop_run(run)
             pid = run.read_status().get("pid")
             deadline = time.monotonic() + 30

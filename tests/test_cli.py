@@ -4,7 +4,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -12,26 +11,14 @@ from PIL import Image
 from began_core.cli import build_parser, main
 from began_core.runs import RunDir
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--data", "shapes", "--filters", "8", "--h-dim", "16", "--z-dim", "16"]
-
-
-def run_cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "began_core", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        **kw,
-    )
+from conftest import ROOT, SHORT, TINY, run_began
 
 
 def test_help_explains_gamma_and_lambda_k():
     text = build_parser().format_help()
     assert "gamma" in text and "diversity ratio" in text
     assert "lambda_k" in text and "gain" in text
-    out = run_cli("train", "--help").stdout
+    out = run_began("train", "--help").stdout
     assert "--resume" in out and "--dry-run" in out and "--gamma" in out
 
 
@@ -86,37 +73,25 @@ def test_out_or_resume_required(capsys):
 
 def test_train_then_resume_then_sample(tmp_path):
     out = tmp_path / "run"
-    r = run_cli(
-        "train",
-        "--out",
-        str(out),
-        *TINY,
-        "--steps",
-        "20",
-        "--log-every",
-        "5",
-        "--checkpoint-every",
-        "10",
-        "--quiet",
-    )
+    r = run_began("train", "--out", str(out), *TINY, *SHORT, "--quiet")
     assert r.returncode == 0, r.stderr
     assert "step 20/20" in r.stdout and "k_t=" in r.stdout and "img/s" in r.stdout
     run = RunDir(out)
     assert run.read_status()["state"] == "finished"
 
-    r = run_cli("train", "--resume", str(out), "--steps", "30", "--quiet")
+    r = run_began("train", "--resume", str(out), "--steps", "30", "--quiet")
     assert r.returncode == 0, r.stderr
     assert [m["step"] for m in run.read_metrics()][-1] == 30
     assert "--resume" not in run.read_config_dict()["meta"]["command"]  # the original command stays
 
-    r = run_cli("train", "--resume", str(out), "--filters", "16")
+    r = run_began("train", "--resume", str(out), "--filters", "16")
     assert r.returncode == 2 and "another model" in r.stderr
 
     grid = tmp_path / "grid.png"
-    r = run_cli("sample", str(out), "--n", "16", "--out", str(grid))
+    r = run_began("sample", str(out), "--n", "16", "--out", str(grid))
     assert r.returncode == 0, r.stderr
     assert Image.open(grid).size == (2 + 4 * 34, 2 + 4 * 34)
-    r = run_cli("sample", str(run.latest_checkpoint()), "--n", "4", "--out", str(grid))
+    r = run_began("sample", str(run.latest_checkpoint()), "--n", "4", "--out", str(grid))
     assert r.returncode == 0, r.stderr  # a bare checkpoint folder works too
 
 
@@ -154,7 +129,7 @@ def test_sigterm_stops_gracefully_with_a_checkpoint(tmp_path):
 
 
 def test_module_entry_point_reports_unknown_dataset_without_traceback(tmp_path):
-    r = run_cli("train", "--out", str(tmp_path / "r"), "--data", "nonexistent-builtin")
+    r = run_began("train", "--out", str(tmp_path / "r"), "--data", "nonexistent-builtin")
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "fluent-faces" in r.stderr
 

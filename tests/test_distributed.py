@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from began_core.batches import Batches
 from began_core.distributed import Dist
 from began_core.hub import load
 from began_core.runs import RunDir
-from began_core.train import Batches
 
-from conftest import TensorDataset
+from conftest import ROOT, SHORT, TensorDataset, run_began
+from conftest import TINY as TINY_FLAGS
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--data", "shapes", "--filters", "8", "--h-dim", "16", "--z-dim", "16", "--quiet"]
+TINY = [*TINY_FLAGS, "--quiet"]
+
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 pytestmark = pytest.mark.skipif(
@@ -46,14 +47,7 @@ def torchrun(*args, **extra) -> subprocess.CompletedProcess:
 
 
 def single(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "began_core", "train", *args],
-        cwd=ROOT,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_began("train", *args, env=env())
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -62,18 +56,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def test_two_ranks_one_equilibrium_one_run_dir_and_handover(tmp_path):
     run, ranks = RunDir(tmp_path / "run"), tmp_path / "ranks"
-    r = torchrun(
-        "--out",
-        str(run.path),
-        *TINY,
-        "--steps",
-        "20",
-        "--log-every",
-        "5",
-        "--checkpoint-every",
-        "10",
-        BEGAN_RANK_LOG_DIR=str(ranks),
-    )
+    r = torchrun("--out", str(run.path), *TINY, *SHORT, BEGAN_RANK_LOG_DIR=str(ranks))
     assert r.returncode == 0, r.stderr[-3000:]
 
     rank0, rank1 = read_jsonl(ranks / "rank0.jsonl"), read_jsonl(ranks / "rank1.jsonl")

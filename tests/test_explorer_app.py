@@ -22,7 +22,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from huggingface_hub import constants as hf_constants  # noqa: E402
 
 from app import explorer, explorer_model, explorer_server  # noqa: E402
-from began_core import explore  # noqa: E402
+from began_core import latent  # noqa: E402
 from began_core.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from began_core.hub import CheckpointError, save_pretrained  # noqa: E402
 from began_core.images import to_pil  # noqa: E402
@@ -172,7 +172,7 @@ def test_every_endpoint_returns_images_of_the_right_size(client, folders):
 
 def test_inverting_an_image_G_made_finds_it_again(client, folders, tmp_path):
     model = tiny(0)  # the weights of pretrained/a-gamma0.3
-    x = model.generate(explore.z_from_seeds(model, 21))[0]
+    x = model.generate(latent.z_from_seeds(model, 21))[0]
     to_pil(x).save(tmp_path / "made_by_G.png")
     _, _, summary = client.predict(
         FIRST, handle_file(tmp_path / "made_by_G.png"), 4, 150, 4, api_name="/mirror"

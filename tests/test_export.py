@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from began_core import explore, hub
+from began_core import hub, latent
 from began_core.cli import build_parser, main, resolve_config
 from began_core.config import ConfigError
 from began_core.export import SAMPLES, export
@@ -49,7 +49,7 @@ def test_export_writes_a_documented_float16_repository_with_metrics(run, tmp_pat
     assert record["run"]["meta"]["command"] == COMMAND
     assert record["evaluation"]["n"] == 32 and record["evaluation"]["checkpoint"] == "tiny"
     assert [h["step"] for h in record["history"]] == [10]
-    assert explore.read_origin(out).gamma == 0.3
+    assert latent.read_origin(out).gamma == 0.3
 
     card = (out / "README.md").read_text()
     assert "Fluent Emoji" in card and "MIT" in card  # the data and its licence

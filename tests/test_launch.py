@@ -14,9 +14,10 @@ from PIL import Image
 
 from began_core import launch
 from began_core.cli import build_parser, resolve_config
-from began_core.runs import RunDir
+from began_core.flags import train_flags
+from began_core.runs import LAUNCH_FILE, RunDir, list_runs
 
-from conftest import wait_until
+from conftest import dead_pid, wait_until
 
 pytestmark = pytest.mark.usefixtures("end_launched_children")
 
@@ -25,7 +26,7 @@ TIMEOUT = 120  # seconds; generous, for a loaded 2-core machine
 
 
 def args(**overrides):
-    return launch.train_args(launch.validate_launch({**TINY, **overrides}))
+    return train_flags(launch.validate_launch({**TINY, **overrides}))
 
 
 # --------------------------------------------------------------------------- validation
@@ -38,7 +39,7 @@ def test_validate_launch_gives_the_cli_config():
     assert (config.data.source, config.model.n, config.model.channels) == ("shapes", 8, 3)
     t = config.train
     assert (t.gamma, t.lambda_k, t.eta, t.lr, t.steps, t.seed) == (0.3, 0.002, 2, 5e-5, 77, 3)
-    cli_args = build_parser().parse_args(["train", "--out", "x", *launch.train_args(config)])
+    cli_args = build_parser().parse_args(["train", "--out", "x", *train_flags(config)])
     assert resolve_config(cli_args) == config  # the process trains what was validated
     assert launch.validate_launch({"data": "fashion-mnist"}).model.channels == 1
 
@@ -48,7 +49,7 @@ def test_validate_launch_gives_the_cli_config():
 def test_the_speed_choices_reach_the_trainer(amp, channels_last):
     config = launch.validate_launch({**TINY, "amp": amp, "channels_last": channels_last})
     assert (config.train.amp, config.train.channels_last) == (amp, channels_last)
-    cli_args = build_parser().parse_args(["train", "--out", "x", *launch.train_args(config)])
+    cli_args = build_parser().parse_args(["train", "--out", "x", *train_flags(config)])
     assert resolve_config(cli_args) == config
     with pytest.raises(launch.LaunchError, match="amp must be true, false or unset"):
         launch.validate_launch({**TINY, "amp": "yes"})
@@ -57,9 +58,9 @@ def test_the_speed_choices_reach_the_trainer(amp, channels_last):
 def test_random_flips_reach_the_trainer():
     config = launch.validate_launch({**TINY, "hflip": True})
     assert config.data.hflip
-    assert "--hflip" in launch.train_args(config)
+    assert "--hflip" in train_flags(config)
     assert not launch.validate_launch({**TINY, "hflip": False}).data.hflip
-    cli_args = build_parser().parse_args(["train", "--out", "x", *launch.train_args(config)])
+    cli_args = build_parser().parse_args(["train", "--out", "x", *train_flags(config)])
     assert resolve_config(cli_args) == config
 
 
@@ -131,9 +132,8 @@ def fake_run(path: Path, state: str | None, pid: int | None) -> RunDir:
 
 
 def test_dead_or_foreign_pid_means_failed(tmp_path):
-    done = subprocess.Popen([sys.executable, "-c", "pass"])
-    done.wait()
-    assert launch.run_state(fake_run(tmp_path / "dead", "running", done.pid)) == "failed"
+    done_pid = dead_pid()
+    assert launch.run_state(fake_run(tmp_path / "dead", "running", done_pid)) == "failed"
     other = subprocess.Popen(["sleep", "30"])  # alive, but not a trainer (a reused pid)
     try:
         run = fake_run(tmp_path / "foreign", "running", other.pid)
@@ -148,20 +148,19 @@ def test_dead_or_foreign_pid_means_failed(tmp_path):
 
 
 def test_a_run_resumed_by_hand_is_seen_running(tmp_path):
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    gone_pid = dead_pid()
     trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "began_core"])
     try:
         deadline = time.time() + 30  # on a loaded machine the new process may take a moment
         while not launch._alive(trainer.pid) and time.time() < deadline:
             time.sleep(0.1)
         run = fake_run(tmp_path / "r", "running", trainer.pid)
-        launched = {"pid": gone.pid, "started": time.time() - 100}  # by the dashboard, earlier
-        (run.path / launch.LAUNCH_FILE).write_text(json.dumps(launched))
+        launched = {"pid": gone_pid, "started": time.time() - 100}  # by the dashboard, earlier
+        (run.path / LAUNCH_FILE).write_text(json.dumps(launched))
         status = json.loads(run.status_path.read_text())
         run.status_path.write_text(json.dumps({**status, "updated": time.time()}))
         assert launch.run_state(run) == "running"
-        (run.path / launch.LAUNCH_FILE).write_text(json.dumps({**launched, "started": time.time()}))
+        (run.path / LAUNCH_FILE).write_text(json.dumps({**launched, "started": time.time()}))
         assert launch.run_state(run) == "failed"  # the dashboard's newer process died
     finally:
         trainer.kill()
@@ -175,14 +174,15 @@ def test_log_tail_folds_progress_bars(tmp_path):
     assert launch.log_tail(tmp_path / "missing") == ""
 
 
-def test_list_all_runs_includes_runs_still_starting(tmp_path):
-    assert launch.list_all_runs(tmp_path / "none") == []
+def test_list_runs_starting_includes_runs_still_starting(tmp_path):
+    assert list_runs(tmp_path / "none", starting=True) == []
     fake_run(tmp_path / "old", "finished", 1)
     time.sleep(0.02)
     (tmp_path / "new").mkdir()
-    (tmp_path / "new" / launch.LAUNCH_FILE).write_text("{}")
+    (tmp_path / "new" / LAUNCH_FILE).write_text("{}")
     (tmp_path / "stray").mkdir()
-    assert [r.path.name for r in launch.list_all_runs(tmp_path)] == ["new", "old"]
+    assert [r.path.name for r in list_runs(tmp_path, starting=True)] == ["new", "old"]
+    assert [r.path.name for r in list_runs(tmp_path)] == ["old"]  # only what the trainer wrote
 
 
 # --------------------------------------------------------------------------- processes
@@ -228,7 +228,7 @@ def test_process_that_fails_at_start_shows_failed(tmp_path):
     launch.start_run(run.path, ["--data", str(tmp_path / "missing"), "--filters", "8"])
     wait_until(lambda: launch.run_state(run) == "failed", TIMEOUT, what="the run to fail")
     assert "not found" in launch.run_error(run)
-    assert run.path.name in [r.path.name for r in launch.list_all_runs(tmp_path)]
+    assert run.path.name in [r.path.name for r in list_runs(tmp_path, starting=True)]
     launch.delete_run(run)
 
 

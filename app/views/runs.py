@@ -10,6 +10,7 @@ import streamlit as st
 
 from app import charts, settings, widgets
 from began_core import launch
+from began_core.runs import list_runs
 
 MAX_COMPARED = 8
 
@@ -185,7 +186,7 @@ def _card_body(text: str) -> str:
 
 def runs_and_compare(root: str, read_only: bool, was_active: bool) -> None:
     """The table and the overlay; refreshed while any run trains."""
-    runs = launch.list_all_runs(root)
+    runs = list_runs(root, starting=True)
     if not runs:
         st.info("No runs yet." + ("" if read_only else " Start one on **Train**."))
         return
@@ -198,7 +199,7 @@ def runs_and_compare(root: str, read_only: bool, was_active: bool) -> None:
 
 s = settings.load()
 st.title("Runs")
-active = any(launch.run_state(r) in launch.ACTIVE for r in launch.list_all_runs(s.runs_dir))
+active = any(launch.run_state(r) in launch.ACTIVE for r in list_runs(s.runs_dir, starting=True))
 every = 2 * s.refresh_s if active else None
 st.fragment(runs_and_compare, run_every=every)(str(s.runs_dir), s.read_only, active)
 pretrained(s.pretrained_dir, s.read_only)

@@ -11,6 +11,8 @@ import streamlit as st
 from app import live, settings
 from began_core import launch
 from began_core.data import BUILTIN_DATASETS
+from began_core.flags import train_flags
+from began_core.runs import list_runs
 
 FOLDER = "Folder or .zip on disk…"
 PRECISION = {  # the form's choice -> launch setting "amp"
@@ -154,7 +156,7 @@ def _start(s: settings.Settings, name: str, values: dict) -> None:
                 f"{data}-g{config.train.gamma:g}-n{config.model.n}-{time.strftime('%m%d-%H%M%S')}"
             )
         run_dir = launch.check_run_name(s.runs_dir, name)
-        launch.start_run(run_dir, launch.train_args(config))
+        launch.start_run(run_dir, train_flags(config))
     except launch.LaunchError as e:
         st.error(str(e), icon=":material/error:")
     except OSError as e:
@@ -175,7 +177,7 @@ with st.sidebar:
     else:
         launch_form(s)
 
-runs = launch.list_all_runs(s.runs_dir)
+runs = list_runs(s.runs_dir, starting=True)
 if not runs:
     st.title("BEGAN Studio")
     if s.read_only:

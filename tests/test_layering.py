@@ -1,0 +1,122 @@
+"""The package's shape: no import cycles among the project's modules (lazy imports inside
+functions count too: they hide a cycle, they do not remove it), and the library never imports
+the UI."""
+
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+PACKAGES = ("began_core", "app")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_modules() -> dict[str, Path]:
+    return {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def _type_checking_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            return True
+    return False
+
+
+def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules that `name` imports, anywhere in its body."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if _type_checking_only(node, parents):
+            continue
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            # `from pkg import mod` imports the module pkg.mod; `from mod import name`, mod.
+            named = [f"{base}.{a.name}" for a in node.names]
+            targets = [t for t in named if t in modules]
+            targets += [base] if len(targets) < len(named) else []
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:  # `import a.b.c` -> the deepest module
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    return {name: imports_of(name, path, modules) for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a path a -> b -> ... -> a, or None."""
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_graph_sees_the_imports_it_should():
+    graph = import_graph()
+    assert "began_core.equilibrium" in graph["began_core.step"]  # from .equilibrium import ...
+    assert graph["began_core.train"] >= {"began_core", "began_core.distributed"}  # __version__
+    assert "began_core.launch" in graph["app.views.train"]  # from began_core import launch
+    assert "began_core.builtin_data" in graph["began_core.data"]
+
+
+def test_the_cycle_finder_finds_lazy_and_long_cycles():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+    modules = {"pkg": Path("x"), "pkg.a": Path("y"), "pkg.b": Path("z")}
+    lazy = "def f():\n    from . import b\n"
+    tmp = ROOT / "tests" / ".layering_probe.py"
+    try:
+        tmp.write_text(lazy)
+        assert imports_of("pkg.a", tmp, modules) == {"pkg.b"}
+    finally:
+        tmp.unlink()
+
+
+def test_no_import_cycles():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_library_never_imports_the_ui():
+    offenders = {
+        f"{name} imports {target}"
+        for name, targets in import_graph().items()
+        if name.split(".")[0] == "began_core"
+        for target in targets
+        if target.split(".")[0] == "app"
+    }
+    assert not offenders
