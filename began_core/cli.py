@@ -59,6 +59,44 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="mirror a random half of every batch left to right (not in the paper; default off)",
     )
+    g.add_argument(
+        "--heldout",
+        type=float,
+        help="share of the images D never trains on, at least 64 of them (e.g. 0.05; default "
+        "0, none): their reconstruction loss against the training images' shows D memorising",
+    )
+    g = t.add_argument_group(
+        "small data: augmentation of what D sees (not in the paper; README: Training on small data)"
+    )
+    g.add_argument(
+        "--augment",
+        help="policies, comma-separated: translation, cutout, color (default: none). D then "
+        "reconstructs T(v) for real and generated images alike, T drawn per image and use",
+    )
+    g.add_argument(
+        "--augment-p",
+        type=_probability_or_auto,
+        help="probability of applying each policy to an image (default 1), or 'auto': moved by "
+        "a controller on the held-out gap (needs --heldout)",
+    )
+    g.add_argument(
+        "--augment-target",
+        type=float,
+        help=f"with --augment-p auto, the held-out/training loss ratio minus 1 that p aims at "
+        f"(default {d[1].augment_target})",
+    )
+    g.add_argument(
+        "--heldout-every",
+        type=int,
+        help=f"steps between measurements of the held-out gap (default {d[1].heldout_every})",
+    )
+    g.add_argument(
+        "--score-every",
+        type=int,
+        help="steps between scores of G on the held-out images (classifier Frechet distance "
+        "for built-ins, else SWD); the best-scoring checkpoint is kept apart and exported by "
+        "default (default 0: off)",
+    )
     g = t.add_argument_group("run")
     g.add_argument("--out", type=Path, help="run directory to create")
     g.add_argument(
@@ -170,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     export.add_parser(sub)
     return p
+
+
+def _probability_or_auto(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a probability in [0, 1] or 'auto', got {text!r}"
+        ) from None
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:

@@ -8,14 +8,29 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 SUPPORTED_RESOLUTIONS = (32, 64, 128, 256)
+AUGMENT_POLICIES = ("translation", "cutout", "color")  # augment.py applies them
 
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the value and the fix."""
+
+
+def parse_policy(text: str | Sequence[str]) -> tuple[str, ...]:
+    """'translation,cutout' -> ('translation', 'cutout'); '' or 'none' -> ()."""
+    names = text.split(",") if isinstance(text, str) else list(text)
+    names = [n.strip().lower() for n in names if n.strip() and n.strip().lower() != "none"]
+    unknown = [n for n in names if n not in AUGMENT_POLICIES]
+    if unknown:
+        raise ValueError(
+            f"unknown augmentation {', '.join(unknown)}: choose from {', '.join(AUGMENT_POLICIES)} "
+            "(comma-separated, e.g. translation,cutout)"
+        )
+    return tuple(dict.fromkeys(names))  # in the order given, once each
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,15 @@ class TrainConfig:
     channels_last: bool | None = None  # NHWC memory layout for the convolutions
     fused_adam: bool | None = None  # one fused kernel per optimizer step (same update)
     compile: bool = False  # torch.compile of G and D: opt-in, it costs minutes to start
+    # Augmentation of what D sees (augment.py): policies "translation", "cutout", "color",
+    # comma-separated ("" = none), each applied to an image with probability augment_p, a
+    # number in [0, 1] or "auto": moved by a controller on the held-out gap towards
+    # augment_target (needs DataConfig.heldout).
+    augment: str = ""
+    augment_p: float | str = 1.0
+    augment_target: float = 0.05
+    heldout_every: int = 100  # steps between measurements of the held-out gap
+    score_every: int = 0  # steps between scores of G on the held-out images (0: none)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.gamma, (int, float)) and 0.0 < self.gamma <= 1.0):
@@ -110,6 +134,19 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
         if self.carry_steps < 0:
             raise ConfigError(f"carry_steps must be >= 0, got {self.carry_steps}.")
+        try:
+            parse_policy(self.augment)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        p = self.augment_p
+        if not (p == "auto" or (isinstance(p, (int, float)) and 0.0 <= p <= 1.0)):
+            raise ConfigError(f"augment_p must be a probability in [0, 1] or 'auto', got {p!r}.")
+        if not isinstance(self.heldout_every, int) or self.heldout_every < 1:
+            raise ConfigError(
+                f"heldout_every must be a positive integer, got {self.heldout_every}."
+            )
+        if not isinstance(self.score_every, int) or self.score_every < 0:
+            raise ConfigError(f"score_every must be >= 0 (0: no scoring), got {self.score_every}.")
 
 
 @dataclass(frozen=True)
@@ -120,6 +157,15 @@ class DataConfig:
     # Mirror a random half of every batch left to right (not in the paper). On the 1,124
     # built-in faces it slows the drift into collapse after the best step (README).
     hflip: bool = False
+    # Share of the images held out of training (at least 64 of them when > 0): D never sees
+    # them, so its reconstruction of them against training images shows memorisation.
+    heldout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.heldout, (int, float)) and 0.0 <= self.heldout < 0.5):
+            raise ConfigError(
+                f"heldout must be a share in [0, 0.5), got {self.heldout!r} (e.g. 0.05)."
+            )
 
 
 @dataclass(frozen=True)
@@ -127,6 +173,27 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        t = self.train
+        needs = [
+            what
+            for what, on in (
+                ("--augment-p auto", t.augment_p == "auto"),
+                ("--score-every", t.score_every),
+            )
+            if on
+        ]
+        if needs and not self.data.heldout:
+            raise ConfigError(
+                f"{' and '.join(needs)}: held-out images are needed; add --heldout 0.05 (a share of "
+                "the data)."
+            )
+
+    @property
+    def augmentation(self) -> bool:
+        """Whether D sees augmented images at all."""
+        return bool(parse_policy(self.train.augment)) and self.train.augment_p != 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -33,9 +33,15 @@ SAMPLES = "samples.png"
 SAMPLE_SEED = 0
 
 
-def locate(checkpoint_or_run: str | os.PathLike, step: int | None = None) -> tuple[Path, RunDir]:
-    """(checkpoint folder, its run) for a run directory (its latest checkpoint, or the one at
-    `step`) or a checkpoint folder inside a run's checkpoints/."""
+def locate(
+    checkpoint_or_run: str | os.PathLike, step: int | None = None, *, latest: bool = False
+) -> tuple[Path, RunDir]:
+    """(checkpoint folder, its run) for a run directory or a checkpoint folder inside a run's
+    checkpoints/. A run gives the checkpoint at `step` if one is named; else its best-scoring
+    checkpoint where it kept one (train --score-every), unless `latest`; else its latest."""
+    best = RunDir(checkpoint_or_run).best_checkpoint() if step is None and not latest else None
+    if best is not None and RunDir(checkpoint_or_run).exists():
+        return best, RunDir(checkpoint_or_run)
     checkpoint, run = find_checkpoint(checkpoint_or_run, step)
     if run is None:
         raise ConfigError(
@@ -63,6 +69,7 @@ def export(
     out: str | os.PathLike,
     *,
     step: int | None = None,
+    latest: bool = False,
     dtype: torch.dtype = torch.float16,
     generator_only: bool = False,
     evaluate: bool = True,
@@ -78,7 +85,7 @@ def export(
     `note` is added to the model card under "Notes"."""
     from . import evaluate as ev
 
-    checkpoint, run = locate(checkpoint_or_run, step)
+    checkpoint, run = locate(checkpoint_or_run, step, latest=latest)
     stored = run.read_config_dict()
     config, meta = RunConfig.from_dict(stored), dict(stored.get("meta", {}))
     if command is not None:
@@ -147,7 +154,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     e.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="run directory or checkpoint")
     e.add_argument("out", type=Path, metavar="OUT", help="folder to write (replaced if present)")
-    e.add_argument("--step", type=int, help="the run's checkpoint at this step (default latest)")
+    e.add_argument(
+        "--step",
+        type=int,
+        help="the run's checkpoint at this step (default: its best-scoring one where the run "
+        "kept one with --score-every, else its latest)",
+    )
+    e.add_argument(
+        "--latest", action="store_true", help="the latest checkpoint even where a best one is kept"
+    )
     e.add_argument("--float32", action="store_true", help="keep float32 weights (default float16)")
     e.add_argument("--generator-only", action="store_true", help="leave out D's weights")
     e.add_argument("--no-evaluate", action="store_true", help="skip the quality metrics")
@@ -174,6 +189,7 @@ def main(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.out,
         step=args.step,
+        latest=args.latest,
         dtype=torch.float32 if args.float32 else torch.float16,
         generator_only=args.generator_only,
         evaluate=not args.no_evaluate,

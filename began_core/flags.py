@@ -46,10 +46,16 @@ FLAGS: dict[str, tuple[str, str]] = {
     "channels_last": ("train", "channels_last"),
     "fused_adam": ("train", "fused_adam"),
     "compile": ("train", "compile"),
+    "augment": ("train", "augment"),
+    "augment_p": ("train", "augment_p"),
+    "augment_target": ("train", "augment_target"),
+    "heldout_every": ("train", "heldout_every"),
+    "score_every": ("train", "score_every"),
     "data": ("data", "source"),
     "celeba_crop": ("data", "celeba_crop"),
     "max_images": ("data", "max_images"),
     "hflip": ("data", "hflip"),
+    "heldout": ("data", "heldout"),
 }
 GREYSCALE_BUILTINS = {"fashion-mnist"}
 

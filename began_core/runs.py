@@ -170,15 +170,19 @@ class RunDir:
         found = self.checkpoints()  # pointer lost: the newest complete folder
         return found[-1][1] if found else None
 
-    def write_checkpoint(self, step: int, write: Callable[[Path], None], keep: int = 3) -> Path:
+    def write_checkpoint(
+        self, step: int, write: Callable[[Path], None], keep: int = 3, *, best: bool = False
+    ) -> Path:
         """`write(tmp_dir)` fills a temporary folder; it becomes `step_N` by one rename.
 
         A crash at any moment leaves either no `step_N` or a complete one, and `latest.json`
-        always names a complete checkpoint.
+        always names a complete checkpoint. With `best`, the folder is `best_step_N` instead,
+        named by `best.json`, and it replaces the previous best (never counted among `keep`).
         """
         self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-        final = self.checkpoints_dir / f"step_{step:07d}"
-        tmp = self.checkpoints_dir / f".tmp_step_{step:07d}_{os.getpid()}"
+        name = f"{'best_' if best else ''}step_{step:07d}"
+        final = self.checkpoints_dir / name
+        tmp = self.checkpoints_dir / f".tmp_{name}_{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
@@ -192,12 +196,26 @@ class RunDir:
         os.rename(tmp, final)
         _fsync_dir(self.checkpoints_dir)
         atomic_write_text(
-            self.checkpoints_dir / "latest.json",
+            self.checkpoints_dir / ("best.json" if best else "latest.json"),
             json.dumps({"step": step, "path": final.name}) + "\n",
         )
-        for _, old in self.checkpoints()[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        if best:
+            for old in self.checkpoints_dir.glob("best_step_*"):
+                if old != final:
+                    shutil.rmtree(old, ignore_errors=True)
+        else:
+            for _, old in self.checkpoints()[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
         return final
+
+    def best_checkpoint(self) -> Path | None:
+        """The best-scoring checkpoint (a run with --score-every keeps one), or None."""
+        try:
+            pointer = json.loads((self.checkpoints_dir / "best.json").read_text())
+            path = self.checkpoints_dir / pointer["path"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return path if path.is_dir() else None
 
 
 def _by_step(paths: Iterator[Path]) -> list[tuple[int, Path]]:

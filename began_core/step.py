@@ -6,12 +6,14 @@ one code path that the training loop, the benchmark and the tests run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 
 import torch
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from .augment import Augment
 from .config import TrainConfig
 from .distributed import Dist
 from .equilibrium import M_global, ae_loss, discriminator_loss, update_k
@@ -23,9 +25,15 @@ class TrainStep:
     in a distributed run), all as device tensors: reading them is the caller's host sync."""
 
     def __init__(
-        self, model: BEGAN, cfg: TrainConfig, device: torch.device, d: Dist | None = None
+        self,
+        model: BEGAN,
+        cfg: TrainConfig,
+        device: torch.device,
+        d: Dist | None = None,
+        augment: Augment | None = None,
     ) -> None:
         self.model, self.cfg, self.device = model, cfg, device
+        self.augment = augment  # T, when D sees augmented images (augment.py)
         self.d = d = d or Dist()
         cuda = device.type == "cuda"
         # The fast path, part by part (config.py says which parts are on by default).
@@ -66,8 +74,14 @@ class TrainStep:
             - 1
         )
 
-    def __call__(self, x: Tensor) -> dict[str, Tensor]:
+    def __call__(self, x: Tensor, t: int = 0) -> dict[str, Tensor]:
+        """One step on the real batch x; `t`, the step's number, keys the augmentation's draws."""
         cfg, B = self.cfg, len(x)
+        aug = self.augment
+
+        def T(use: str):  # v -> T(v), drawn for this step and use; None without augmentation
+            return (lambda v: aug(v, t, use)) if aug else None
+
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         # bf16 autocast covers the networks; ae_loss and everything after it run in float32.
@@ -83,9 +97,13 @@ class TrainStep:
                 cfg.eta,
                 D=self.D_train,
                 fuse=self.fuse_D,
+                T_x=T("real"),
+                T_fake=T("fake_D"),
             )
             # Update G: L_G = L(G(z_G)), with a fresh draw of z.
-            L_G = update_G(self.model, self.opt_G, self.z(B), cfg.eta, G=self.G_train)
+            L_G = update_G(
+                self.model, self.opt_G, self.z(B), cfg.eta, G=self.G_train, T=T("fake_G")
+            )
         # Update k_t: one equilibrium over all ranks, so the losses are averaged first.
         local = torch.stack([L_x, L_G, L_D])
         L_x, L_G, L_D = self.d.mean(local)
@@ -108,16 +126,21 @@ def update_D(
     eta: int = 1,
     D: torch.nn.Module | None = None,
     fuse: bool = True,
+    T_x: Callable[[Tensor], Tensor] | None = None,
+    T_fake: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step on D's weights only: L_D = L(x) - k_t * L(G(z_D)). Returns (L(x), L_D), detached.
 
     `D` is the module to run (a DDP wrapper of `model.D` in a distributed run). With `fuse`,
     real and fake images go through D as one batch: one forward, one backward, one gradient
-    all-reduce; without, as two (the same loss and gradient, up to rounding).
+    all-reduce; without, as two (the same loss and gradient, up to rounding). With
+    augmentation, `T_x` and `T_fake` transform what D sees, and the losses are L_T (augment.py).
     """
     D = model.D if D is None else D  # (a compiled module has no truth value)
     with torch.no_grad():  # G is a constant here: no graph through it, no gradient into it
         fake = model.G(z_D)
+    if T_x is not None and T_fake is not None:
+        x, fake = T_x(x), T_fake(fake)
     if fuse:
         v = torch.cat([x, fake])
         L_v = ae_loss(v, D(v), eta)
@@ -137,12 +160,16 @@ def update_G(
     z_G: torch.Tensor,
     eta: int = 1,
     G: torch.nn.Module | None = None,
+    T: Callable[[Tensor], Tensor] | None = None,
 ) -> torch.Tensor:
-    """One step on G's weights only: L_G = L(G(z_G)), through a D that takes no gradient."""
+    """One step on G's weights only: L_G = L(G(z_G)), through a D that takes no gradient; with
+    augmentation, L_T(G(z_G)), G's gradient flowing back through T."""
     G, D = (model.G if G is None else G), model.D
     D.requires_grad_(False)
     try:
         fake = G(z_G)
+        if T is not None:
+            fake = T(fake)
         L_G = ae_loss(fake, D(fake), eta).mean()
         opt_G.zero_grad(set_to_none=True)
         L_G.backward()

@@ -23,9 +23,10 @@ from typing import Any
 
 import torch
 
-from . import __version__, distributed, training_state
+from . import __version__, distributed, heldout, training_state
+from .augment import AdaptiveP, Augment
 from .batches import Batches
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, parse_policy
 from .data import open_dataset
 from .dataset import ImageDataset
 from .distributed import Dist, hardware_name
@@ -36,6 +37,7 @@ from .model import BEGAN
 from .model_card import model_card, training_record
 from .runs import RunDir
 from .schedule import PlateauHalving
+from .scoring import HeldoutScore
 from .step import TrainStep
 
 SAMPLE_GRID = 64  # images in every sample grid, from one fixed z
@@ -89,12 +91,30 @@ def train(
             d.barrier()
     if (dataset.resolution, dataset.channels) != (cfg_m.resolution, cfg_m.channels):
         raise ConfigError("the dataset's resolution or channels differ from the model's")
-    batches = Batches(dataset, cfg_t.batch_size, cfg_t.seed, d, device, config.data.hflip)
+    images, heldout_set = dataset, None  # what D trains on, and what it never sees
+    if config.data.heldout > 0:
+        train_idx, held_idx = heldout.split(len(dataset), config.data.heldout, cfg_t.seed)
+        images = heldout.Subset(dataset, train_idx, "training images")
+        heldout_set = heldout.Subset(dataset, held_idx, "held-out images")
+    batches = Batches(images, cfg_t.batch_size, cfg_t.seed, d, device, config.data.hflip)
 
     torch.manual_seed(cfg_t.seed)
     random.seed(cfg_t.seed)
     model = BEGAN(cfg_m).to(device)
-    step_fn = TrainStep(model, cfg_t, device, d)
+    adaptive = AdaptiveP(cfg_t.augment_target) if cfg_t.augment_p == "auto" else None
+    p_0 = adaptive.p if adaptive is not None else float(cfg_t.augment_p)
+    policy = parse_policy(cfg_t.augment)
+    augment = Augment(policy, p_0, cfg_t.seed, rank=d.rank, world=d.world) if policy else None
+    step_fn = TrainStep(model, cfg_t, device, d, augment)
+    memorisation = (
+        heldout.Memorisation(images, heldout_set, device, cfg_t.eta) if heldout_set else None
+    )
+    scorer = None
+    if cfg_t.score_every and heldout_set is not None:
+        real = heldout_set.batch(range(len(heldout_set)))
+        scorer = HeldoutScore(real, config.data.source, cfg_t.seed, cfg_m.Nz)
+    best: dict[str, Any] = {}  # {"step", "score"} of the best-scoring checkpoint so far
+    pending: dict[str, Any] = {}  # measurements made between two records, for the next one
     opt_G, opt_D, z_gen = step_fn.opt_G, step_fn.opt_D, step_fn.z_gen
     # One fixed z for every sample grid, so grids at different steps are comparable.
     z_fixed = torch.rand(
@@ -111,6 +131,10 @@ def train(
         opt_G.load_state_dict(state["opt_G"])
         opt_D.load_state_dict(state["opt_D"])
         plateau.load_state_dict(state["plateau"])
+        if adaptive is not None and augment is not None and "augment" in state:
+            adaptive.load_state_dict(state["augment"])
+            augment.p = adaptive.p
+        best = dict(state.get("best") or {})
         step_fn.k_t = torch.tensor(state["k_t"], device=device)
         lr, step, wall_before = state["lr"], state["step"], state["wall_time"]
         saved_at = step
@@ -132,7 +156,8 @@ def train(
             "hardware": hardware_name(device, d.world),
             "processes": d.world,
             "dataset": dataset.description,
-            "images": len(dataset),
+            "images": len(images),
+            **({"heldout_images": len(heldout_set)} if heldout_set is not None else {}),
             "skipped_files": dataset.skipped,
             **(meta or {}),
         }
@@ -145,9 +170,10 @@ def train(
     # What every checkpoint states about the run (its command, its data), read once.
     run_meta = run.read_config_dict().get("meta", {}) if d.main else {}
 
-    def save_checkpoint() -> Path | None:
+    def save_checkpoint(as_best: bool = False) -> Path | None:
         nonlocal saved_at
-        saved_at = step
+        if not as_best:
+            saved_at = step
         z_states = d.gather(z_gen.get_state().cpu())  # every rank takes part
         if not d.main:
             return None
@@ -172,9 +198,11 @@ def train(
                 opt_G=opt_G.state_dict(),
                 opt_D=opt_D.state_dict(),
                 plateau=plateau.state_dict(),
+                **({"augment": adaptive.state_dict()} if adaptive is not None else {}),
+                **({"best": best} if best else {}),
             )
 
-        return run.write_checkpoint(step, write, keep=cfg_t.keep_checkpoints)
+        return run.write_checkpoint(step, write, keep=cfg_t.keep_checkpoints, best=as_best)
 
     def status(state: str, **extra: Any) -> None:
         if d.main:
@@ -197,7 +225,7 @@ def train(
             x = batches(step).to(device, non_blocking=True)
             model.set_carry(_carry(step, cfg_t.carry_steps, cfg_m.vanishing_residual))
             step_fn.set_lr(lr)
-            losses = step_fn(x)
+            losses = step_fn(x, step)
             L_x, L_G, M = losses["L_x"], losses["L_G"], losses["M_global"]
             sums.add(
                 L_x=L_x,
@@ -209,6 +237,21 @@ def train(
             rank_log.add(losses["local"])
             lr = plateau.observe(M, lr)
             step += 1
+            if memorisation is not None and step % cfg_t.heldout_every == 0:
+                pending.update(memorisation(model, step_fn.amp))
+                if adaptive is not None and augment is not None:
+                    gap_in = (pending["L_heldout"], pending["L_train"], cfg_t.heldout_every)
+                    augment.p = adaptive.observe(*gap_in)
+                if augment is not None:
+                    pending["augment_p"] = augment.p
+            if scorer is not None and step % cfg_t.score_every == 0:
+                score = scorer(model)
+                pending.update(score=score, score_metric=scorer.name)
+                if score < best.get("score", math.inf):
+                    best = {"step": step, "score": score}
+                    _check_finite(model, step)
+                    save_checkpoint(as_best=True)
+                pending.update(best_step=best.get("step"), best_score=best.get("score"))
 
             logging_step = step % cfg_t.log_every == 0 or step == cfg_t.steps
             if logging_step:
@@ -230,7 +273,9 @@ def train(
                     "steps_per_s": rate,
                     "eta_s": (cfg_t.steps - step) / max(rate, 1e-9),
                     "wall_time": wall,
+                    **pending,
                 }
+                pending = {}
                 t_log, steps_at_log = now, step
                 rank_log.write(step, float(step_fn.k_t), lr)
                 if d.main:
@@ -350,6 +395,7 @@ def _check_resume(run: RunDir, config: RunConfig) -> Path:
             f"cannot resume {run.path} with another model: {describe_mismatch(config.model, stored.model)}."
         )
     frozen = ("batch_size", "gamma", "lambda_k", "eta", "beta1", "beta2", "seed", "lr_window")
+    frozen += ("augment", "augment_p", "augment_target", "heldout_every")
     changed = [k for k in frozen if getattr(stored.train, k) != getattr(config.train, k)]
     if changed or stored.data != config.data:
         what = ", ".join(changed + (["data"] if stored.data != config.data else []))

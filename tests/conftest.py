@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from began_core.config import ModelConfig, RunConfig, TrainConfig
+from began_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 # `train` flags of a tiny model on the instant built-in data, and of a short run of it.
@@ -32,11 +32,12 @@ class TensorDataset:
         return self.x[torch.as_tensor(indices)]
 
 
-def tiny_config(**train) -> RunConfig:
+def tiny_config(heldout: float = 0.0, **train) -> RunConfig:
     defaults = dict(steps=20, log_every=5, sample_every=10, checkpoint_every=10, lr_window=7)
     return RunConfig(
         model=ModelConfig(resolution=32, n=8, Nh=16, Nz=16),
         train=TrainConfig(**{**defaults, **train}),
+        data=DataConfig(heldout=heldout),
     )
 
 

@@ -1,0 +1,189 @@
+"""Differentiable augmentation of what D sees (Zhao et al. 2020, DiffAugment; Karras et al. 2020,
+ADA), for BEGAN.
+
+With augmentation, every auto-encoder loss becomes L_T(v) = |T(v) - D(T(v))|^eta: D reconstructs
+the augmented image, for real images and G's alike, in D's step and in G's, and G's gradient
+flows through T. (Reconstructing the clean image instead would make D an inpainter that
+rewards recalling training images.) T is drawn afresh for every image and every use.
+
+Each policy applies to an image with probability p, independently of the others:
+
+    translation  shift by up to 1/8 of the side in x and y, zero-filled
+    cutout       one zero-filled square of half the side, centred anywhere in the image
+    color        brightness + U(-0.5, 0.5), saturation x U(0, 2), contrast x U(0.5, 1.5),
+                 clamped back to [-1, 1]
+
+The draws are a pure function of (seed, step, use): the global batch's parameters come from one
+numpy stream, and each process takes its slice. So a resumed run and a run on any number of
+processes augment the same images the same way, with no generator state to save.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# Uses of T within one step, each with its own draws: D's real batch, D's fake batch, G's batch.
+USES = {"real": 1, "fake_D": 2, "fake_G": 3}
+
+
+@dataclass(frozen=True)
+class Draw:
+    """Parameters of T for a batch of images, as tensors on the images' device."""
+
+    shift: Tensor | None  # (B, 2) integer pixel shifts (dy, dx), 0 where not applied
+    cut: Tensor | None  # (B, 2) integer centres (cy, cx) of the square; -inf row = no cutout
+    cut_on: Tensor | None  # (B,) bool
+    color: Tensor | None  # (B, 3) brightness offset, saturation factor, contrast factor
+    color_on: Tensor | None  # (B,) bool
+
+
+def draw(
+    policy: tuple[str, ...],
+    p: float,
+    size: int,
+    batch: int,
+    key: Sequence[int],
+    *,
+    offset: int = 0,
+    local: int | None = None,
+    device: torch.device | str = "cpu",
+) -> Draw:
+    """Draw T's parameters for a global batch of `batch` images from the stream `key` (e.g.
+    (seed, step, use)), and keep images [offset, offset + local) of it."""
+    rng = np.random.default_rng([*map(int, key), 0xA06])
+    local = batch if local is None else local
+    part = slice(offset, offset + local)
+
+    def on() -> np.ndarray:
+        return rng.random(batch) < p
+
+    def t(a: np.ndarray, dtype: torch.dtype) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a[part])).to(device, dtype)
+
+    shift = cut = cut_on = color = color_on = None
+    if "translation" in policy:
+        r = max(1, size // 8)
+        s = rng.integers(-r, r + 1, size=(batch, 2)) * on()[:, None]
+        shift = t(s, torch.long)
+    if "cutout" in policy:
+        apply = on()
+        cut = t(rng.integers(0, size, size=(batch, 2)), torch.long)
+        cut_on = t(apply, torch.bool)
+    if "color" in policy:
+        apply = on()
+        c = np.stack(
+            [rng.uniform(-0.5, 0.5, batch), rng.uniform(0, 2, batch), rng.uniform(0.5, 1.5, batch)],
+            axis=1,
+        )
+        color, color_on = t(c, torch.float32), t(apply, torch.bool)
+    return Draw(shift, cut, cut_on, color, color_on)
+
+
+def apply(v: Tensor, d: Draw) -> Tensor:
+    """T(v) for images v (B, C, H, W) in [-1, 1] under the drawn parameters; differentiable in v."""
+    if d.color is not None:
+        v = _color(v, d.color.to(v.dtype), d.color_on)
+    if d.shift is not None:
+        v = _translate(v, d.shift)
+    if d.cut is not None:
+        v = _cutout(v, d.cut, d.cut_on)
+    return v
+
+
+def _translate(v: Tensor, shift: Tensor) -> Tensor:
+    B, _, H, W = v.shape
+    rows = torch.arange(H, device=v.device)[None, :] - shift[:, 0:1]  # (B, H) source rows
+    cols = torch.arange(W, device=v.device)[None, :] - shift[:, 1:2]  # (B, W) source columns
+    inside = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]
+    b = torch.arange(B, device=v.device)[:, None, None]
+    moved = v[b, :, rows.clamp(0, H - 1)[:, :, None], cols.clamp(0, W - 1)[:, None, :]]
+    return (moved * inside[..., None].to(v.dtype)).permute(0, 3, 1, 2)  # (B, H, W, C) -> NCHW
+
+
+def _cutout(v: Tensor, centre: Tensor, on: Tensor) -> Tensor:
+    _, _, H, W = v.shape
+    half_h, half_w = H // 4, W // 4  # a square of half the side
+    y = torch.arange(H, device=v.device)[None, :]
+    x = torch.arange(W, device=v.device)[None, :]
+    in_y = (y >= centre[:, 0:1] - half_h) & (y < centre[:, 0:1] + half_h)
+    in_x = (x >= centre[:, 1:2] - half_w) & (x < centre[:, 1:2] + half_w)
+    hole = in_y[:, :, None] & in_x[:, None, :] & on[:, None, None]
+    return v * (~hole)[:, None].to(v.dtype)
+
+
+def _color(v: Tensor, c: Tensor, on: Tensor) -> Tensor:
+    brightness, saturation, contrast = (c[:, i].view(-1, 1, 1, 1) for i in range(3))
+    u = v + brightness
+    if v.shape[1] > 1:
+        grey = u.mean(1, keepdim=True)
+        u = grey + (u - grey) * saturation
+    mean = u.mean((1, 2, 3), keepdim=True)
+    u = mean + (u - mean) * contrast
+    return torch.where(on.view(-1, 1, 1, 1), u.clamp(-1, 1), v)
+
+
+class AdaptiveP:
+    """ADA's integral controller for the probability p of augmenting, on BEGAN's own overfitting
+    signal: r = L(x_held-out) / L(x_train) - 1, D's reconstruction of images it never trained on
+    against images it did. Every measurement moves p by `interval / ramp_steps` towards more
+    augmentation while r is above `target`, towards less while below (like k_t, a controller
+    on an error signal; p stays in [0, 1])."""
+
+    def __init__(self, target: float, p: float = 0.0, ramp_steps: int = 2000) -> None:
+        self.target, self.p, self.ramp_steps = float(target), float(p), int(ramp_steps)
+        self.r: float | None = None
+
+    def observe(self, L_heldout: float, L_train: float, interval: int) -> float:
+        self.r = L_heldout / max(L_train, 1e-12) - 1.0
+        direction = 1.0 if self.r > self.target else -1.0
+        self.p = min(max(self.p + direction * interval / self.ramp_steps, 0.0), 1.0)
+        return self.p
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"p": self.p, "r": self.r}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.p, self.r = float(state["p"]), state.get("r")
+
+
+class Augment:
+    """T for one training run: a policy, a probability p (fixed, or set by `AdaptiveP`) and the
+    run's seed. `T(v, step, use)` augments a (local) batch; every call with the same (step, use)
+    draws the same parameters."""
+
+    def __init__(
+        self,
+        policy: tuple[str, ...],
+        p: float,
+        seed: int,
+        *,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.policy, self.p, self.seed = policy, float(p), int(seed)
+        self.rank, self.world = rank, world
+
+    def __bool__(self) -> bool:
+        return bool(self.policy) and self.p > 0
+
+    def __call__(self, v: Tensor, step: int, use: str) -> Tensor:
+        if not self:
+            return v
+        local = len(v)
+        params = draw(
+            self.policy,
+            self.p,
+            v.shape[-1],
+            local * self.world,
+            (self.seed, step, USES[use]),
+            offset=self.rank * local,
+            local=local,
+            device=v.device,
+        )
+        return apply(v, params)
