@@ -7,7 +7,6 @@ inversion and the gamma comparison themselves live in `began_core.explore`.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from app import settings
 from began_core import explore, metrics
 from began_core.config import TrainConfig
 from began_core.data import DatasetError, ImageDataset, open_dataset, subset_indices
-from began_core.hub import CONFIG, WEIGHTS, CheckpointError, load
+from began_core.hub import CONFIG, HUB_ID, WEIGHTS, CheckpointError, load
 from began_core.images import make_grid, to_uint8
 from began_core.model import BEGAN
 from began_core.runs import list_runs
@@ -35,7 +34,7 @@ PC_SLIDERS = 8  # sliders for principal directions
 PC_RANGE = 3.0  # a PCA slider moves z this far along its unit direction, either way
 GALLERY_IMAGES = 24  # dataset images offered for inversion
 MAX_SAMPLES, MAX_FRAMES, MAX_ITERATIONS, MAX_RESTARTS = 64, 16, 1000, 16  # what a request may ask
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_HUB_ID = HUB_ID  # user/repo, or user/repo@revision
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -122,6 +121,7 @@ class Explorer:
         self._datasets: dict[tuple, ImageDataset] = {}
         self._lock = threading.RLock()
         self._checkpoints: dict[str, Checkpoint] = {}
+        self._hub: dict[str, Checkpoint] = {}  # Hub ids loaded so far, with their origin
         self.refresh()
 
     # Checkpoints.
@@ -133,6 +133,10 @@ class Explorer:
 
     def choices(self) -> list[tuple[str, str]]:
         return [(c.label, c.key) for c in self._checkpoints.values()]
+
+    def hub_choices(self) -> list[tuple[str, str]]:
+        """The Hub ids loaded so far, as list entries (they stay in the lists on refresh)."""
+        return [(c.label, c.key) for c in self._hub.values()]
 
     def default_choice(self) -> str | None:
         """The checkpoint shown first: one trained at the paper's default gamma (0.5) if
@@ -182,13 +186,20 @@ class Explorer:
                 message = str(e).replace(str(source), key) if ckpt else str(e)
                 raise CheckpointError(message) from None
             self._models[cache_key] = model
+            folder = getattr(model, "folder", None)  # the Hub cache's snapshot folder
+            if ckpt is None and folder is not None:
+                self._hub[key] = Checkpoint(key, folder, *explore.read_origin(folder))
             while len(self._models) > self.cache_size:
                 self._models.popitem(last=False)
             return model
 
+    def _info(self, key: str) -> Checkpoint | None:
+        """What is known of a checkpoint in the list or a Hub id loaded (gamma, data)."""
+        return self._checkpoints.get(key) or self._hub.get(key)
+
     def describe(self, key: str) -> str:
         model = self.model(key)
-        c, ckpt = model.config, self._checkpoints.get(key)
+        c, ckpt = model.config, self._info(key)
         parts = [
             f"**{key}**: {c.resolution}x{c.resolution} {'RGB' if c.channels == 3 else 'greyscale'}",
             f"n={c.n}, Nz={c.Nz}",
@@ -247,7 +258,7 @@ class Explorer:
         """Images like the training data, to invert: Fashion-MNIST or shapes when the run used
         them, else the shipped Fluent faces (no download). At the model's size where the
         data has it; else at 64x64, and the inversion resizes them (with a note)."""
-        model, ckpt = self.model(key), self._checkpoints.get(key)
+        model, ckpt = self.model(key), self._info(key)
         source = ckpt.data if ckpt and ckpt.data in ("fashion-mnist", "shapes") else "fluent-faces"
         c = model.config
         with self._lock:
@@ -338,7 +349,7 @@ class Explorer:
         z = explore.z_from_seeds(models[0], list(range(int(seed), int(seed) + n)))
         out = []
         for key, x in zip(keys, explore.gamma_grid(models, z), strict=True):
-            ckpt, figure = self._checkpoints.get(key), f"diversity {metrics.diversity(x):.2f}"
+            ckpt, figure = self._info(key), f"diversity {metrics.diversity(x):.2f}"
             if ckpt and ckpt.gamma is not None:
                 caption = f"gamma {ckpt.gamma:g}: {figure} ({key})"
             else:

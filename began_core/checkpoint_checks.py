@@ -28,6 +28,7 @@ SHIPPED_PARAMETERS = 1_105_446
 MAX_PARAMETERS = 64 * SHIPPED_PARAMETERS
 FIELD_LIMITS = {"n": 512, "Nh": 4096, "Nz": 4096, "convs_per_scale": 8}
 MAX_CONFIG_BYTES = 64 * 1024  # a config.json is about 150 bytes
+MAX_TRAINING_BYTES = 1024 * 1024  # a training.json is about 6 KB
 MAX_HEADER_BYTES = 1024 * 1024  # a BEGAN's safetensors header is about 10 KB
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")

@@ -84,6 +84,8 @@ def read_training(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
     gets the run's config.json instead, under the same "run" key."""
     path = Path(checkpoint)
     try:
+        if (path / TRAINING).stat().st_size > checks.MAX_TRAINING_BYTES:
+            return None
         record = json.loads((path / TRAINING).read_text(encoding="utf-8"))
         return record if isinstance(record, dict) else None
     except (OSError, ValueError):
@@ -265,7 +267,30 @@ def _load_hub(repo_id: str, revision: str | None) -> BEGAN:
         ) from None
     except hf_errors.HfHubHTTPError as e:
         raise CheckpointError(f"the Hub refused '{where}': {e}") from None
-    return _load_weights(cfg, weights_file, where)
+    model = _load_weights(cfg, weights_file, where)
+    model.folder = weights_file.parent  # the cache's snapshot: read_training(model.folder)
+    _fetch_training(repo_id, revision, fetch)
+    return model
+
+
+def _fetch_training(repo_id: str, revision: str | None, fetch: Any) -> None:
+    """Bring training.json (what the weights were trained at: gamma, data) beside the weights
+    in the cache, when the repo has one and it is small; a repo without it loads the same."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    try:
+        fetch(TRAINING, True)
+        return
+    except (hf_errors.LocalEntryNotFoundError, FileNotFoundError):
+        pass
+    if hf_constants.HF_HUB_OFFLINE:
+        return
+    try:
+        size = get_hf_file_metadata(hf_hub_url(repo_id, TRAINING, revision=revision)).size
+        if size is not None and size <= checks.MAX_TRAINING_BYTES:
+            fetch(TRAINING, False)
+    except (hf_errors.HfHubHTTPError, OSError, ValueError):
+        pass
 
 
 def _download_checked(repo_id: str, revision: str | None, where: str, fetch: Any):

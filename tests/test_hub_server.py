@@ -212,3 +212,22 @@ def test_header_lying_about_its_length_or_offsets(tmp_path):
     weights.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + length :])
     with pytest.raises(CheckpointError, match=f"{name} .its data offsets disagree"):
         load(folder)
+
+
+def test_the_explorer_compares_gamma_on_hub_ids(local_hub, tmp_path):
+    from app.explorer_model import Explorer
+
+    ids = []
+    for folder in SHIPPED:
+        local_hub.seed(f"alice/{folder.name}", folder)
+        ids.append(f"alice/{folder.name}")
+    ids[0] += "@" + local_hub.repos[ids[0]].branches["main"]  # one of them pinned
+    ex = Explorer(tmp_path / "none", tmp_path / "none")
+    assert ex.choices() == []
+    captions = [caption for _, caption in ex.gamma(ids, 0, 4)]
+    assert [c.split(":")[0] for c in captions] == ["gamma 0.3", "gamma 0.5", "gamma 0.7"]
+    assert all(i in c for i, c in zip(ids, captions, strict=True))
+    assert [k for _, k in ex.hub_choices()] == ids
+    local_hub.create("alice/empty")
+    with pytest.raises(CheckpointError, match="lacks config.json"):
+        ex.model("alice/empty")
