@@ -117,6 +117,7 @@ class Explorer:
         self.pretrained_dir = Path(pretrained_dir) if pretrained_dir else cfg.pretrained_dir
         self.runs_dir = Path(runs_dir) if runs_dir else cfg.runs_dir
         self.allow_hub, self.device, self.cache_size = allow_hub, device, cache_size
+        self.hub_models = cfg.hub_models if allow_hub else ()
         self._models: OrderedDict[tuple, BEGAN] = OrderedDict()
         self._datasets: dict[tuple, ImageDataset] = {}
         self._lock = threading.RLock()
@@ -132,11 +133,14 @@ class Explorer:
         return found
 
     def choices(self) -> list[tuple[str, str]]:
-        return [(c.label, c.key) for c in self._checkpoints.values()]
+        """Local checkpoints, then the Hub ids of BEGAN_HUB_MODELS (a Space's `models:`),
+        loaded when chosen."""
+        local = [(c.label, c.key) for c in self._checkpoints.values()]
+        return local + [(f"{m} (Hub)", m) for m in self.hub_models if m not in self._hub]
 
     def hub_choices(self) -> list[tuple[str, str]]:
         """The Hub ids loaded so far, as list entries (they stay in the lists on refresh)."""
-        return [(c.label, c.key) for c in self._hub.values()]
+        return [(c.label, c.key) for c in self._hub.values() if c.key not in self._checkpoints]
 
     def default_choice(self) -> str | None:
         """The checkpoint shown first: one trained at the paper's default gamma (0.5) if
