@@ -35,6 +35,10 @@ PC_RANGE = 3.0  # a PCA slider moves z this far along its unit direction, either
 GALLERY_IMAGES = 24  # dataset images offered for inversion
 MAX_SAMPLES, MAX_FRAMES, MAX_ITERATIONS, MAX_RESTARTS = 64, 16, 1000, 16  # what a request may ask
 _HUB_ID = HUB_ID  # user/repo, or user/repo@revision
+# G's largest activation is (batch, n, R, R). A request may make it at most this many values:
+# 8 times what a shipped generator (32x32, n=32) needs for MAX_SAMPLES, i.e. a 64x64 n=64
+# model at 64 samples (67 MB in float32); a larger model serves fewer samples per request.
+MAX_ACTIVATION = 8 * MAX_SAMPLES * 32 * 32 * 32
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -244,7 +248,8 @@ class Explorer:
     def grid(self, key: str, seed: int, n: int) -> np.ndarray:
         """n samples, seeds seed .. seed + n - 1."""
         n = _bounded(n, 1, MAX_SAMPLES, "samples")
-        x = explore.sample(self.model(key), list(range(int(seed), int(seed) + n)))
+        model = _fits(self.model(key), n, "samples")
+        x = explore.sample(model, list(range(int(seed), int(seed) + n)))
         return _strip(x)
 
     # Interpolation.
@@ -253,6 +258,7 @@ class Explorer:
         self, key: str, seed_a: int, seed_b: int, steps: int, mode: str
     ) -> np.ndarray:
         model, steps = self.model(key), _bounded(steps, 2, MAX_FRAMES, "frames")
+        _fits(model, steps, "frames")
         z = explore.z_from_seeds(model, [int(seed_a), int(seed_b)])
         frames = explore.interpolate(model, z[0], z[1], steps=steps, mode=_mode(mode))
         return _strip(frames, nrow=steps)
@@ -308,7 +314,9 @@ class Explorer:
         steps = _bounded(steps, 2, MAX_FRAMES, "frames")
         iterations = _bounded(iterations, 0, MAX_ITERATIONS, "Adam steps")
         restarts = _bounded(restarts, 1, MAX_RESTARTS, "starts")
-        model = self.model(key)
+        model = _fits(self.model(key), steps, "frames")
+        # Inversion keeps G's activations of both images, at every start, for the gradients.
+        _fits(model, 8 * restarts, "8 x starts")
         c = model.config
         x, notes = explore.prepare_image(image, c.resolution, c.channels)
         m = explore.mirror_interpolation(
@@ -349,7 +357,7 @@ class Explorer:
                 "choose the checkpoints to compare (e.g. trained at gamma 0.3, 0.5, 0.7)."
             )
         n = _bounded(n, 2, MAX_SAMPLES, "samples")
-        models = [self.model(k) for k in keys]
+        models = [_fits(self.model(k), n, "samples") for k in keys]
         z = explore.z_from_seeds(models[0], list(range(int(seed), int(seed) + n)))
         out = []
         for key, x in zip(keys, explore.gamma_grid(models, z), strict=True):
@@ -367,6 +375,18 @@ def _bounded(value: float, lo: int, hi: int, name: str) -> int:
     if not lo <= int(value) <= hi:
         raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
     return int(value)
+
+
+def _fits(model: BEGAN, batch: int, name: str) -> BEGAN:
+    """Refuse a request whose batch would make G's activations larger than MAX_ACTIVATION."""
+    c = model.config
+    most = max(1, MAX_ACTIVATION // (c.n * c.resolution * c.resolution))
+    if batch > most:
+        raise ValueError(
+            f"{name} must be at most {most} for this {c.resolution}x{c.resolution}, n={c.n} "
+            f"model (a server limit on memory per request), got {batch}"
+        )
+    return model
 
 
 def _same_run(a: str, b: str) -> bool:

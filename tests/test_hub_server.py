@@ -231,3 +231,20 @@ def test_the_explorer_compares_gamma_on_hub_ids(local_hub, tmp_path):
     local_hub.create("alice/empty")
     with pytest.raises(CheckpointError, match="lacks config.json"):
         ex.model("alice/empty")
+
+
+def test_a_large_model_serves_fewer_samples_per_request(tmp_path, monkeypatch):
+    """The explorer bounds G's activations per request, so a large (allowed) checkpoint
+    cannot make one request allocate gigabytes."""
+    from app import explorer_model
+
+    torch.manual_seed(0)
+    big = ModelConfig(resolution=128, n=32, Nh=16, Nz=16)
+    save_pretrained(BEGAN(big), tmp_path / "pretrained" / "big", card="# big\n")
+    ex = explorer_model.Explorer(tmp_path / "pretrained", tmp_path / "runs")
+    most = explorer_model.MAX_ACTIVATION // (32 * 128 * 128)
+    assert ex.grid("pretrained/big", 0, most).shape[0] > 0
+    with pytest.raises(ValueError, match=f"samples must be at most {most} for this 128x128"):
+        ex.grid("pretrained/big", 0, most + 1)
+    with pytest.raises(ValueError, match="at most"):
+        ex.gamma(["pretrained/big"], 0, most + 1)
