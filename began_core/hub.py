@@ -262,6 +262,9 @@ def _load_hub(repo_id: str, revision: str | None) -> BEGAN:
     except hf_errors.RevisionNotFoundError:
         raise CheckpointError(f"'{repo_id}' has no revision '{revision}'.") from None
     except hf_errors.EntryNotFoundError:
+        pickles = _remote_pickles(repo_id, revision)
+        if pickles:
+            raise checks.pickle_refusal(f"'{where}'", pickles) from None
         raise CheckpointError(
             f"'{where}' is not a BEGAN checkpoint: it lacks {CONFIG} or {WEIGHTS}."
         ) from None
@@ -296,7 +299,7 @@ def _fetch_training(repo_id: str, revision: str | None, fetch: Any) -> None:
 def _download_checked(repo_id: str, revision: str | None, where: str, fetch: Any):
     """Download config.json, check it, then ask the weights' size and download them only if
     the config can account for it. A repo with pickles instead is named, never downloaded."""
-    from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     def size_of(filename: str) -> int | None:
         return get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision)).size
@@ -306,19 +309,19 @@ def _download_checked(repo_id: str, revision: str | None, where: str, fetch: Any
         raise CheckpointError(f"'{where}': its {CONFIG} is too large to be a BEGAN model config.")
     cfg = read_config(fetch(CONFIG, False).parent)
     shapes = checks.check_config(cfg, where)
-    try:
-        weights_size = size_of(WEIGHTS)
-    except hf_errors.EntryNotFoundError:
-        try:
-            names = [s.rfilename for s in HfApi().model_info(repo_id, revision=revision).siblings]
-        except hf_errors.HfHubHTTPError:
-            names = []
-        pickles = checks.pickles_in(names)
-        if pickles:
-            raise checks.pickle_refusal(f"'{where}'", pickles) from None
-        raise
-    checks.check_size(weights_size, shapes, where)
+    checks.check_size(size_of(WEIGHTS), shapes, where)
     return cfg, fetch(WEIGHTS, False)
+
+
+def _remote_pickles(repo_id: str, revision: str | None) -> list[str]:
+    """The pickle files a Hub repo lists (to name them in the refusal), without opening any."""
+    from huggingface_hub import HfApi
+
+    try:
+        siblings = HfApi().model_info(repo_id, revision=revision).siblings or []
+    except (hf_errors.HfHubHTTPError, OSError, ValueError):
+        return []
+    return checks.pickles_in([s.rfilename for s in siblings])
 
 
 def push_to_hub(

@@ -146,6 +146,10 @@ def test_pickle_only_repo_is_refused_and_never_unpickled(local_hub, tmp_path):
     local_hub.commit("eve/pickle-only", files)
     with pytest.raises(CheckpointError, match=r"only pytorch_model.bin: a pickle.*safetensors"):
         load("eve/pickle-only")
+    plain = {k: v for k, v in files.items() if k != "config.json"}  # no config either
+    local_hub.commit("eve/pytorch-repo", plain)
+    with pytest.raises(CheckpointError, match=r"only pytorch_model.bin: a pickle"):
+        load("eve/pytorch-repo")
     assert not sentinel.exists()
     assert not any(p.endswith(".bin") and m == "GET" for m, p in local_hub.requests)
     # The same folder on disk.
