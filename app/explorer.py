@@ -322,16 +322,17 @@ def build_explorer(
                 raise ValueError("type a Hub repo id such as 'user/began-faces' first.")
             ex.model(repo_id)  # fails here, with the reason, if it cannot be loaded
             gr.Info(f"loaded {repo_id}")
-            extra = [(repo_id, repo_id)]
+            choices_ = ex.choices() + ex.hub_choices()
+            compared = [k for k in keys or [] if k != repo_id] + [repo_id]  # joins the comparison
             return (
-                gr.update(choices=ex.choices() + extra, value=repo_id),
-                gr.update(choices=ex.choices() + extra, value=keys),
+                gr.update(choices=choices_, value=repo_id),
+                gr.update(choices=choices_, value=compared),
             )
 
         @_user_errors
         def on_refresh(key: str | None, keys: list[str] | None) -> tuple[Any, Any]:
             ex.refresh()
-            choices_ = ex.choices()
+            choices_ = ex.choices() + ex.hub_choices()
             known = {v for _, v in choices_}
             value = key if key in known else (choices_[0][1] if choices_ else None)
             return (

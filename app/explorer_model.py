@@ -8,7 +8,6 @@ and `began_core.inversion`; upload checks in `began_core.images`.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from app import settings
 from began_core import images, inversion, latent, metrics
 from began_core.config import TrainConfig
 from began_core.data import DatasetError, ImageDataset, open_dataset, subset_indices
-from began_core.hub import CONFIG, WEIGHTS, CheckpointError, load
+from began_core.hub import CONFIG, HUB_ID, WEIGHTS, CheckpointError, load
 from began_core.images import make_grid, to_uint8
 from began_core.model import BEGAN
 from began_core.runs import list_runs
@@ -36,7 +35,11 @@ PC_SLIDERS = 8  # sliders for principal directions
 PC_RANGE = 3.0  # a PCA slider moves z this far along its unit direction, either way
 GALLERY_IMAGES = 24  # dataset images offered for inversion
 MAX_SAMPLES, MAX_FRAMES, MAX_ITERATIONS, MAX_RESTARTS = 64, 16, 1000, 16  # what a request may ask
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_HUB_ID = HUB_ID  # user/repo, or user/repo@revision
+# G's largest activation is (batch, n, R, R). A request may make it at most this many values:
+# 8 times what a shipped generator (32x32, n=32) needs for MAX_SAMPLES, i.e. a 64x64 n=64
+# model at 64 samples (67 MB in float32); a larger model serves fewer samples per request.
+MAX_ACTIVATION = 8 * MAX_SAMPLES * 32 * 32 * 32
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -119,10 +122,12 @@ class Explorer:
         self.pretrained_dir = Path(pretrained_dir) if pretrained_dir else cfg.pretrained_dir
         self.runs_dir = Path(runs_dir) if runs_dir else cfg.runs_dir
         self.allow_hub, self.device, self.cache_size = allow_hub, device, cache_size
+        self.hub_models = cfg.hub_models if allow_hub else ()
         self._models: OrderedDict[tuple, BEGAN] = OrderedDict()
         self._datasets: dict[tuple, ImageDataset] = {}
         self._lock = threading.RLock()
         self._checkpoints: dict[str, Checkpoint] = {}
+        self._hub: dict[str, Checkpoint] = {}  # Hub ids loaded so far, with their origin
         self.refresh()
 
     # Checkpoints.
@@ -133,7 +138,14 @@ class Explorer:
         return found
 
     def choices(self) -> list[tuple[str, str]]:
-        return [(c.label, c.key) for c in self._checkpoints.values()]
+        """Local checkpoints, then the Hub ids of BEGAN_HUB_MODELS (a Space's `models:`),
+        loaded when chosen."""
+        local = [(c.label, c.key) for c in self._checkpoints.values()]
+        return local + [(f"{m} (Hub)", m) for m in self.hub_models if m not in self._hub]
+
+    def hub_choices(self) -> list[tuple[str, str]]:
+        """The Hub ids loaded so far, as list entries (they stay in the lists on refresh)."""
+        return [(c.label, c.key) for c in self._hub.values() if c.key not in self._checkpoints]
 
     def default_choice(self) -> str | None:
         """The checkpoint shown first: one trained at the paper's default gamma (0.5) if
@@ -183,13 +195,20 @@ class Explorer:
                 message = str(e).replace(str(source), key) if ckpt else str(e)
                 raise CheckpointError(message) from None
             self._models[cache_key] = model
+            folder = getattr(model, "folder", None)  # the Hub cache's snapshot folder
+            if ckpt is None and folder is not None:
+                self._hub[key] = Checkpoint(key, folder, *latent.read_origin(folder))
             while len(self._models) > self.cache_size:
                 self._models.popitem(last=False)
             return model
 
+    def _info(self, key: str) -> Checkpoint | None:
+        """What is known of a checkpoint in the list or a Hub id loaded (gamma, data)."""
+        return self._checkpoints.get(key) or self._hub.get(key)
+
     def describe(self, key: str) -> str:
         model = self.model(key)
-        c, ckpt = model.config, self._checkpoints.get(key)
+        c, ckpt = model.config, self._info(key)
         parts = [
             f"**{key}**: {c.resolution}x{c.resolution} {'RGB' if c.channels == 3 else 'greyscale'}",
             f"n={c.n}, Nz={c.Nz}",
@@ -230,7 +249,8 @@ class Explorer:
     def grid(self, key: str, seed: int, n: int) -> np.ndarray:
         """n samples, seeds seed .. seed + n - 1."""
         n = _bounded(n, 1, MAX_SAMPLES, "samples")
-        x = latent.sample(self.model(key), list(range(int(seed), int(seed) + n)))
+        model = _fits(self.model(key), n, "samples")
+        x = latent.sample(model, list(range(int(seed), int(seed) + n)))
         return _strip(x)
 
     # Interpolation.
@@ -239,6 +259,7 @@ class Explorer:
         self, key: str, seed_a: int, seed_b: int, steps: int, mode: str
     ) -> np.ndarray:
         model, steps = self.model(key), _bounded(steps, 2, MAX_FRAMES, "frames")
+        _fits(model, steps, "frames")
         z = latent.z_from_seeds(model, [int(seed_a), int(seed_b)])
         frames = latent.interpolate(model, z[0], z[1], steps=steps, mode=_mode(mode))
         return _strip(frames, nrow=steps)
@@ -248,7 +269,7 @@ class Explorer:
         """Images like the training data, to invert: Fashion-MNIST or shapes when the run used
         them, else the shipped Fluent faces (no download). At the model's size where the
         data has it; else at 64x64, and the inversion resizes them (with a note)."""
-        model, ckpt = self.model(key), self._checkpoints.get(key)
+        model, ckpt = self.model(key), self._info(key)
         source = ckpt.data if ckpt and ckpt.data in ("fashion-mnist", "shapes") else "fluent-faces"
         c = model.config
         with self._lock:
@@ -294,7 +315,9 @@ class Explorer:
         steps = _bounded(steps, 2, MAX_FRAMES, "frames")
         iterations = _bounded(iterations, 0, MAX_ITERATIONS, "Adam steps")
         restarts = _bounded(restarts, 1, MAX_RESTARTS, "starts")
-        model = self.model(key)
+        model = _fits(self.model(key), steps, "frames")
+        # Inversion keeps G's activations of both images, at every start, for the gradients.
+        _fits(model, 8 * restarts, "8 x starts")
         c = model.config
         x, notes = images.prepare_image(image, c.resolution, c.channels)
         m = inversion.mirror_interpolation(
@@ -335,11 +358,11 @@ class Explorer:
                 "choose the checkpoints to compare (e.g. trained at gamma 0.3, 0.5, 0.7)."
             )
         n = _bounded(n, 2, MAX_SAMPLES, "samples")
-        models = [self.model(k) for k in keys]
+        models = [_fits(self.model(k), n, "samples") for k in keys]
         z = latent.z_from_seeds(models[0], list(range(int(seed), int(seed) + n)))
         out = []
         for key, x in zip(keys, latent.gamma_grid(models, z), strict=True):
-            ckpt, figure = self._checkpoints.get(key), f"diversity {metrics.diversity(x):.2f}"
+            ckpt, figure = self._info(key), f"diversity {metrics.diversity(x):.2f}"
             if ckpt and ckpt.gamma is not None:
                 caption = f"gamma {ckpt.gamma:g}: {figure} ({key})"
             else:
@@ -353,6 +376,18 @@ def _bounded(value: float, lo: int, hi: int, name: str) -> int:
     if not lo <= int(value) <= hi:
         raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
     return int(value)
+
+
+def _fits(model: BEGAN, batch: int, name: str) -> BEGAN:
+    """Refuse a request whose batch would make G's activations larger than MAX_ACTIVATION."""
+    c = model.config
+    most = max(1, MAX_ACTIVATION // (c.n * c.resolution * c.resolution))
+    if batch > most:
+        raise ValueError(
+            f"{name} must be at most {most} for this {c.resolution}x{c.resolution}, n={c.n} "
+            f"model (a server limit on memory per request), got {batch}"
+        )
+    return model
 
 
 def _same_run(a: str, b: str) -> bool:

@@ -49,6 +49,14 @@ def use_threads() -> int:
 
 _server_lock = threading.Lock()
 _server_url: str | None = None
+EXPLORER_PATH = "/explorer"  # not /explore: that is the dashboard's own Explore page
+_mounted_at: str | None = None
+
+
+def mounted_path() -> str | None:
+    """Where `mountable` put the explorer on this process's server ('/explorer/'), or None
+    when it runs on no server of this process's (the dashboard started the classic way)."""
+    return _mounted_at
 
 
 def serve_in_background(port: int | None = None, host: str | None = None) -> str:
@@ -80,16 +88,18 @@ class Mounted:
     lifespan: Callable[[Any], contextlib.AbstractAsyncContextManager[None]]
 
 
-def mountable(path: str = "/explore") -> Mounted:
+def mountable(path: str = EXPLORER_PATH) -> Mounted:
     """The explorer as a Starlette route for a server of its own, e.g. the dashboard's
-    `st.App` (one port, same origin: works behind a proxy and in a Docker Space):
+    `st.App` (one port, same origin: works behind a proxy and in a Docker Space), as
+    app/main.py does:
 
-        explore = mountable("/explore")
-        app = st.App("dashboard.py", routes=[explore.route], lifespan=explore.lifespan)
+        explorer = mountable("/explorer")
+        app = st.App("main.py", routes=[explorer.route], lifespan=explorer.lifespan)
 
-    and the Explore page shows `st.iframe("/explore/")`."""
+    and the Explore page shows `st.iframe(mounted_path())`."""
     from fastapi import FastAPI
 
+    global _mounted_at
     use_threads()
     sub = gr.mount_gradio_app(
         FastAPI(), build_explorer(), path="/", css=CSS, max_file_size=images.MAX_BYTES
@@ -100,6 +110,7 @@ def mountable(path: str = "/explore") -> Mounted:
         async with sub.router.lifespan_context(sub):
             yield
 
+    _mounted_at = (path.rstrip("/") or "") + "/"
     return Mounted(Mount(path.rstrip("/") or "/", app=sub), lifespan)
 
 

@@ -1,4 +1,4 @@
-"""`python -m began_core train | sample | datasets | evaluate | export`: the command line."""
+"""`python -m began_core train | sample | datasets | evaluate | export | push`: the command line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import evaluate, export
+from . import evaluate, export, hub
 from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from .flags import FLAGS, config_from_flags
 
@@ -207,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="list the built-in datasets")
     evaluate.add_parser(sub)
     export.add_parser(sub)
+    hub.add_parser(sub)
     return p
 
 
@@ -348,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         "datasets": cmd_datasets,
         "evaluate": evaluate.main,
         "export": export.main,
+        "push": hub.push_main,
     }
     try:
         return commands[args.command](args)

@@ -25,6 +25,8 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub import errors as hf_errors
 from safetensors.torch import save_file
 
+from . import checkpoint_checks as checks
+from .checkpoint_checks import CheckpointError
 from .config import ConfigError, ModelConfig
 from .model import BEGAN
 from .runs import run_of
@@ -33,9 +35,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 TRAINING = "training.json"
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded; the message says why and what to do."""
+__all__ = ["CheckpointError", "load", "push_to_hub", "save_pretrained"]
 
 
 def save_pretrained(
@@ -84,6 +84,8 @@ def read_training(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
     gets the run's config.json instead, under the same "run" key."""
     path = Path(checkpoint)
     try:
+        if (path / TRAINING).stat().st_size > checks.MAX_TRAINING_BYTES:
+            return None
         record = json.loads((path / TRAINING).read_text(encoding="utf-8"))
         return record if isinstance(record, dict) else None
     except (OSError, ValueError):
@@ -101,6 +103,8 @@ def read_config(name_or_path: str | os.PathLike) -> ModelConfig:
     """The ModelConfig of a local checkpoint folder, with a clear error if it is not one."""
     path = Path(name_or_path)
     try:
+        if (path / CONFIG).stat().st_size > checks.MAX_CONFIG_BYTES:
+            raise CheckpointError(f"{path / CONFIG} is too large to be a BEGAN model config.")
         values = json.loads((path / CONFIG).read_text(encoding="utf-8"))
         return ModelConfig(**values)
     except FileNotFoundError as e:
@@ -120,9 +124,11 @@ def load(
 ) -> BEGAN:
     """Load a checkpoint from a local folder or a Hub repo id, in eval mode.
 
-    `expect` demands a given architecture (a resume, say) and names every field that differs.
-    Errors are `CheckpointError`s that say what is wrong and what to do, never a stack trace
-    from deep inside a download.
+    A Hub id may pin a revision, `user/repo@REV` (a branch, tag or commit), or pass
+    `revision`. `expect` demands a given architecture (a resume, say) and names every field
+    that differs. Errors are `CheckpointError`s that say what is wrong and what to do, never a
+    stack trace from deep inside a download. Nothing is allocated for a checkpoint before its
+    config and its safetensors header pass `checkpoint_checks`.
     """
     local = Path(name_or_path)
     if local.is_dir():
@@ -133,7 +139,8 @@ def load(
             "or a Hugging Face repo id such as 'user/began-faces'."
         )
     else:
-        model = _load_hub(str(name_or_path), revision)
+        repo_id, pinned = parse_repo_id(str(name_or_path))
+        model = _load_hub(repo_id, revision or pinned)
     if expect is not None and model.config != expect:
         raise CheckpointError(
             f"checkpoint {name_or_path} has another configuration: {describe_mismatch(expect, model.config)}."
@@ -150,7 +157,17 @@ def describe_mismatch(want: ModelConfig, got: ModelConfig) -> str:
     return "; ".join(diffs) or "none"
 
 
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+# owner/name, optionally @revision (a branch, a tag, a commit; 'refs/pr/1' has slashes).
+HUB_ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?")
+_REPO_ID = HUB_ID
+
+
+def parse_repo_id(s: str) -> tuple[str, str | None]:
+    """'user/repo@REV' -> ('user/repo', 'REV'); 'user/repo' -> ('user/repo', None)."""
+    m = HUB_ID.fullmatch(s.strip())
+    if m is None:
+        raise CheckpointError(f"{s!r} is not a Hub repo id such as 'user/began-faces[@revision]'.")
+    return m["repo"], m["rev"]
 
 
 def _looks_like_path(s: str) -> bool:
@@ -162,16 +179,23 @@ def _looks_like_path(s: str) -> bool:
 def _load_local(path: Path) -> BEGAN:
     cfg = read_config(path)
     if not (path / WEIGHTS).is_file():
+        pickles = checks.pickles_in([p.name for p in path.iterdir()])
+        if pickles:
+            raise checks.pickle_refusal(str(path), pickles)
         raise CheckpointError(
             f"{path} has {CONFIG} but no {WEIGHTS}; weights travel as safetensors only."
         )
-    return _load_weights(BEGAN(cfg), path / WEIGHTS, str(path))
+    return _load_weights(cfg, path / WEIGHTS, str(path))
 
 
-def _load_weights(model: BEGAN, weights: Path, where: str) -> BEGAN:
+def _load_weights(cfg: ModelConfig, weights: Path, where: str) -> BEGAN:
+    """Check the config and the file's header against each other, then build and fill."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    shapes = checks.check_config(cfg, where)
+    checks.check_weights(weights, shapes, where)
+    model = BEGAN(cfg)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
@@ -197,9 +221,12 @@ def _load_weights(model: BEGAN, weights: Path, where: str) -> BEGAN:
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    host = urlparse(hf_constants.ENDPOINT).hostname or "huggingface.co"
+    """Whether the endpoint (HF_ENDPOINT: the Hub, a mirror, a local server) takes a
+    connection on its own host and port."""
+    url = urlparse(hf_constants.ENDPOINT)
+    port = url.port or (80 if url.scheme == "http" else 443)
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout).close()
         return True
     except OSError:
         return False
@@ -207,6 +234,8 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 def _load_hub(repo_id: str, revision: str | None) -> BEGAN:
     from huggingface_hub import hf_hub_download
+
+    where = repo_id if revision is None else f"{repo_id}@{revision}"
 
     def fetch(filename: str, local_only: bool) -> Path:
         return Path(
@@ -216,14 +245,15 @@ def _load_hub(repo_id: str, revision: str | None) -> BEGAN:
     try:
         try:  # a copy already in the Hugging Face cache needs no network
             config_file, weights_file = fetch(CONFIG, True), fetch(WEIGHTS, True)
+            cfg = read_config(config_file.parent)
         except (hf_errors.LocalEntryNotFoundError, FileNotFoundError):
             if hf_constants.HF_HUB_OFFLINE or not _hub_reachable():
                 raise CheckpointError(
-                    f"cannot download '{repo_id}': the Hugging Face Hub is not reachable from here "
+                    f"cannot download '{where}': the Hugging Face Hub is not reachable from here "
                     "(no network, or HF_HUB_OFFLINE is set) and it is not in the local cache. Use a "
                     "local checkpoint folder, e.g. one under pretrained/, or connect and try again."
                 ) from None
-            config_file, weights_file = fetch(CONFIG, False), fetch(WEIGHTS, False)
+            cfg, weights_file = _download_checked(repo_id, revision, where, fetch)
     except hf_errors.RepositoryNotFoundError:
         raise CheckpointError(
             f"no model repository '{repo_id}' on the Hugging Face Hub (or it is private: log in "
@@ -232,26 +262,121 @@ def _load_hub(repo_id: str, revision: str | None) -> BEGAN:
     except hf_errors.RevisionNotFoundError:
         raise CheckpointError(f"'{repo_id}' has no revision '{revision}'.") from None
     except hf_errors.EntryNotFoundError:
+        pickles = _remote_pickles(repo_id, revision)
+        if pickles:
+            raise checks.pickle_refusal(f"'{where}'", pickles) from None
         raise CheckpointError(
-            f"'{repo_id}' is not a BEGAN checkpoint: it lacks {CONFIG} or {WEIGHTS}."
+            f"'{where}' is not a BEGAN checkpoint: it lacks {CONFIG} or {WEIGHTS}."
         ) from None
     except hf_errors.HfHubHTTPError as e:
-        raise CheckpointError(f"the Hub refused '{repo_id}': {e}") from None
-    cfg = read_config(config_file.parent)
-    return _load_weights(BEGAN(cfg), weights_file, repo_id)
+        raise CheckpointError(f"the Hub refused '{where}': {e}") from None
+    model = _load_weights(cfg, weights_file, where)
+    model.folder = weights_file.parent  # the cache's snapshot: read_training(model.folder)
+    _fetch_training(repo_id, revision, fetch)
+    return model
 
 
-def push_to_hub(directory: str | os.PathLike, repo_id: str, *, private: bool = False) -> str:
-    """Upload a checkpoint folder (as written by `save_pretrained`) to a Hub model repository."""
+def _fetch_training(repo_id: str, revision: str | None, fetch: Any) -> None:
+    """Bring training.json (what the weights were trained at: gamma, data) beside the weights
+    in the cache, when the repo has one and it is small; a repo without it loads the same."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    try:
+        fetch(TRAINING, True)
+        return
+    except (hf_errors.LocalEntryNotFoundError, FileNotFoundError):
+        pass
+    if hf_constants.HF_HUB_OFFLINE:
+        return
+    try:
+        size = get_hf_file_metadata(hf_hub_url(repo_id, TRAINING, revision=revision)).size
+        if size is not None and size <= checks.MAX_TRAINING_BYTES:
+            fetch(TRAINING, False)
+    except (hf_errors.HfHubHTTPError, OSError, ValueError):
+        pass
+
+
+def _download_checked(repo_id: str, revision: str | None, where: str, fetch: Any):
+    """Download config.json, check it, then ask the weights' size and download them only if
+    the config can account for it. A repo with pickles instead is named, never downloaded."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    def size_of(filename: str) -> int | None:
+        return get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision)).size
+
+    config_size = size_of(CONFIG)
+    if config_size is not None and config_size > checks.MAX_CONFIG_BYTES:
+        raise CheckpointError(f"'{where}': its {CONFIG} is too large to be a BEGAN model config.")
+    cfg = read_config(fetch(CONFIG, False).parent)
+    shapes = checks.check_config(cfg, where)
+    checks.check_size(size_of(WEIGHTS), shapes, where)
+    return cfg, fetch(WEIGHTS, False)
+
+
+def _remote_pickles(repo_id: str, revision: str | None) -> list[str]:
+    """The pickle files a Hub repo lists (to name them in the refusal), without opening any."""
+    from huggingface_hub import HfApi
+
+    try:
+        siblings = HfApi().model_info(repo_id, revision=revision).siblings or []
+    except (hf_errors.HfHubHTTPError, OSError, ValueError):
+        return []
+    return checks.pickles_in([s.rfilename for s in siblings])
+
+
+def push_to_hub(
+    directory: str | os.PathLike, repo_id: str, *, private: bool = False, message: str | None = None
+) -> str:
+    """Upload a checkpoint folder (as written by `save_pretrained` or `export`) to a Hub model
+    repository, model card included; return the commit's URL. The folder is loaded first, with
+    every check a downloader applies, so nothing that `load` would refuse is published."""
     from huggingface_hub import HfApi
 
     path = Path(directory)
-    read_config(path)
+    if not path.is_dir():
+        raise CheckpointError(f"no checkpoint folder at {path}.")
+    _load_local(path)
+    if not (path / "README.md").is_file():
+        raise CheckpointError(
+            f"{path} has no README.md model card: write one with `python -m began_core export "
+            "RUN OUT`, which makes the card from the run, then push OUT."
+        )
+    repo, revision = parse_repo_id(repo_id)
+    if revision is not None:
+        raise CheckpointError("push to a repo id without '@revision'; every push is a new commit.")
     api = HfApi()
-    api.create_repo(repo_id, private=private, exist_ok=True)
+    api.create_repo(repo, private=private, exist_ok=True)
     info = api.upload_folder(
-        repo_id=repo_id,
+        repo_id=repo,
         folder_path=str(path),
         allow_patterns=[CONFIG, WEIGHTS, TRAINING, "README.md", "*.png"],
+        commit_message=message or f"Upload {path.name}",
     )
-    return str(info)
+    return str(info.commit_url if hasattr(info, "commit_url") else info)
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "push",
+        help="upload a checkpoint folder, with its model card, to a Hugging Face model repository",
+        description="Upload CHECKPOINT (config.json, model.safetensors, training.json, README.md "
+        "and images) to the Hub model repository REPO_ID, creating it if needed. Log in first "
+        "(`hf auth login` or HF_TOKEN); HF_ENDPOINT points at another Hub.",
+    )
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="checkpoint folder")
+    p.add_argument("repo_id", metavar="REPO_ID", help="e.g. user/began-faces-32-gamma0.5")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--message", help="commit message (default: 'Upload FOLDER')")
+
+
+def push_main(args: Any) -> int:
+    from huggingface_hub import errors
+
+    try:
+        url = push_to_hub(args.checkpoint, args.repo_id, private=args.private, message=args.message)
+    except errors.HfHubHTTPError as e:
+        raise CheckpointError(f"the Hub refused the upload to '{args.repo_id}': {e}") from None
+    print(url)
+    revision = url.rstrip("/").rsplit("/", 1)[-1]
+    print(f"load it with: load('{args.repo_id}') or, pinned, load('{args.repo_id}@{revision}')")
+    return 0

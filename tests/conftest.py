@@ -99,3 +99,37 @@ def dead_pid() -> int:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     return gone.pid
+
+
+@pytest.fixture
+def local_hub(tmp_path, monkeypatch):
+    """A Hub on 127.0.0.1 (tests/hub_server.py) that this process's huggingface_hub talks to,
+    with an empty cache of its own. huggingface_hub reads HF_ENDPOINT and friends at import,
+    so its constants are patched here, and the environment is set for subprocesses."""
+    from hub_server import Hub
+    from huggingface_hub import constants
+
+    hub = Hub()
+    url = hub.start()
+    cache = tmp_path / "hf"
+    for name, value in {
+        "ENDPOINT": url,
+        "HUGGINGFACE_CO_URL_TEMPLATE": url + "/{repo_id}/resolve/{revision}/{filename}",
+        "HF_HUB_CACHE": str(cache / "hub"),
+        "HF_HUB_OFFLINE": False,
+        "HF_HUB_DISABLE_XET": True,
+    }.items():
+        monkeypatch.setattr(constants, name, value)
+    env = {
+        "HF_ENDPOINT": url,
+        "HF_HOME": str(cache),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_TOKEN": "hf_local_test_token",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    hub.env = env
+    yield hub
+    hub.stop()

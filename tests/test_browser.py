@@ -51,12 +51,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
-    """`streamlit run app/main.py` on a free local port, with its own runs folder."""
+@contextlib.contextmanager
+def dashboard(tmp_path: Path, **env: str):
+    """`streamlit run app/main.py` on a free local port, with its own runs folder; yields
+    (url, runs folder, environment). GRADIO_SERVER_PORT names a port that only an explorer
+    on a second port would open: the dashboard serves its explorer on its own port."""
     runs, port = tmp_path / "runs", free_port()
-    env = dict(os.environ, BEGAN_RUNS_DIR=str(runs), BEGAN_REFRESH_S="1")
-    env["GRADIO_SERVER_PORT"] = str(free_port())  # the Explore tab's explorer
+    env = dict(os.environ, BEGAN_RUNS_DIR=str(runs), BEGAN_REFRESH_S="1", **env)
+    env["GRADIO_SERVER_PORT"] = str(free_port())
     env.pop("BEGAN_READ_ONLY", None)
     log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -85,7 +87,7 @@ def server(tmp_path):
             pytest.fail(f"streamlit did not start:\n{(tmp_path / 'streamlit.log').read_text()}")
         time.sleep(0.3)
     try:
-        yield url, runs
+        yield url, runs, env
     finally:
         # The trainer outlives the server by design: end ours by its pid, gracefully or not.
         for run in list_runs(runs, starting=True):
@@ -103,10 +105,9 @@ def server(tmp_path):
         log.close()
 
 
-@pytest.fixture
-def page(server):
-    """A chromium page on the dashboard, closed with its browser after the test."""
-    url, _ = server
+@contextlib.contextmanager
+def browser_page(url: str):
+    """A chromium page on `url`, closed with its browser."""
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
@@ -116,6 +117,25 @@ def page(server):
             yield page
         finally:
             browser.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    with dashboard(tmp_path) as started:
+        yield started
+
+
+@pytest.fixture
+def page(server):
+    """A chromium page on the dashboard, closed with its browser after the test."""
+    with browser_page(server[0]) as page:
+        yield page
+
+
+def unreachable(port: str) -> bool:
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", int(port))) != 0
 
 
 @pytest.fixture
@@ -144,7 +164,7 @@ def settle(page) -> None:
 
 
 def test_launch_watch_and_stop_a_run_in_the_browser(server, page, screenshots):
-    _, runs = server
+    _, runs, _ = server
     page.get_by_text("No runs yet").wait_for()
 
     # The new-run panel: the tiny built-in data, a tiny model, frequent records.
@@ -196,10 +216,13 @@ def image_src(locator) -> str:
     return locator.get_attribute("src") or ""
 
 
-def test_the_explore_tab_serves_the_explorer_on_the_shipped_checkpoints(page, screenshots):
+def test_the_explore_tab_serves_the_explorer_on_the_shipped_checkpoints(server, page, screenshots):
     page.get_by_role("link", name="Explore").click()
     frame = page.frame_locator("iframe").first
     frame.get_by_text("BEGAN explorer").wait_for()
+    # One port: the frame is a path of the dashboard's own server.
+    assert page.locator("iframe").first.get_attribute("src") == "/explorer/"
+    assert unreachable(server[2]["GRADIO_SERVER_PORT"])
 
     # Sample: the first shipped checkpoint draws G(z) for seed 0; a PCA slider moves it.
     picture = frame.locator("#sample-image img")
@@ -227,3 +250,43 @@ def test_the_explore_tab_serves_the_explorer_on_the_shipped_checkpoints(page, sc
     frame.get_by_role("button", name="Invert and interpolate").click()
     frame.get_by_text("Reconstruction error").wait_for()
     page.screenshot(path=str(screenshots / "explore-mirror.png"), full_page=True)
+
+
+def test_one_port_the_explore_tab_compares_gamma_on_hub_ids(local_hub, tmp_path, screenshots):
+    """Through the dashboard's port alone (the explorer's own port closed): load the three
+    shipped generators by Hub id (one pinned to its revision) from the local Hub, where the
+    push command put them, drive a slider, and compare gamma on the three."""
+    from began_core import cli
+
+    ids = []
+    for folder in sorted((ROOT / "pretrained").glob("fluent-faces-32-gamma*")):
+        assert cli.main(["push", str(folder), f"alice/{folder.name}"]) == 0
+        ids.append(f"alice/{folder.name}")
+    ids[1] += "@" + local_hub.repos[ids[1]].branches["main"]
+    empty = tmp_path / "no-pretrained"
+    empty.mkdir()
+    with (
+        dashboard(tmp_path, BEGAN_PRETRAINED_DIR=str(empty)) as (url, _, env),
+        browser_page(url) as page,
+    ):
+        page.get_by_role("link", name="Explore").click()
+        frame = page.frame_locator("iframe").first
+        frame.get_by_text("BEGAN explorer").wait_for()
+        assert unreachable(env["GRADIO_SERVER_PORT"])
+        for repo_id in ids:
+            frame.get_by_label("or a Hugging Face Hub repo id").fill(repo_id)
+            frame.get_by_role("button", name="Load from the Hub").click()
+            frame.get_by_text(f"loaded {repo_id}").first.wait_for()
+
+        picture = frame.locator("#sample-image img")
+        picture.wait_for()
+        before = image_src(picture)
+        frame.locator("#pc-0 input[type=range]").fill("2")
+        wait_until(lambda: image_src(picture) not in ("", before), 60, "a slider to move G(z)")
+
+        frame.get_by_role("tab", name="Gamma comparison").click()
+        frame.get_by_role("button", name="Compare").click()
+        captions = frame.get_by_text(re.compile(r"^gamma 0\.[357]: diversity .*\(alice/"))
+        wait_until(lambda: captions.count() == 3, 90, "three gamma grids from the Hub")
+        settle(page)
+        page.screenshot(path=str(screenshots / "explore-hub-gamma.png"), full_page=True)
