@@ -212,3 +212,81 @@ def compare_figure(
             fig.update_xaxes(title_text="training step", row=2, col=col + 1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
     return _finish(fig, height, legend_y=1.06, uirevision="compare")
+
+
+def has_small_data_curves(records: Sequence[dict[str, Any]]) -> bool:
+    """Whether the run logged the held-out gap or scores (train --heldout / --score-every)."""
+    return any("heldout_gap" in r or "score" in r for r in records)
+
+
+def small_data_figure(
+    records: Sequence[dict[str, Any]],
+    *,
+    smoothing: float = 0.6,
+    height: int = 330,
+) -> go.Figure:
+    """What M_global cannot show, beside it: the held-out gap L(x_held-out) - L(x_train), which
+    opens when D memorises its training images (with the augmentation probability p when the
+    run sets it), and the score of G on the held-out images with the best step marked."""
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        horizontal_spacing=0.07,
+        specs=[[{}, {"secondary_y": True}, {}]],
+        subplot_titles=(
+            "M<sub>global</sub>, convergence",
+            "Held-out gap L(x<sub>held-out</sub>) − L(x<sub>train</sub>)",
+            "Score of G on held-out images (lower is better)",
+        ),
+    )
+    c = columns(records)
+    fig.add_trace(
+        _line(
+            c["step"],
+            smooth(c["M_global"], smoothing),
+            LABELS["M_global"],
+            COLORS["M_global"],
+            legend=False,
+        ),
+        1,
+        1,
+    )
+    gap = [r for r in records if "heldout_gap" in r]
+    if gap:
+        steps = [r["step"] for r in gap]
+        fig.add_trace(
+            _line(steps, [r["heldout_gap"] for r in gap], "held-out gap", "#e377c2"), 1, 2
+        )
+        fig.add_hline(y=0, line={"color": "#555", "width": 1, "dash": "dot"}, row=1, col=2)
+        if any("augment_p" in r for r in gap):
+            p = _line(
+                steps, [r.get("augment_p") for r in gap], "augmentation p", "#7f7f7f", dash="dash"
+            )
+            fig.add_trace(p, 1, 2, secondary_y=True)
+            fig.update_yaxes(title_text="p", range=[0, 1.05], row=1, col=2, secondary_y=True)
+    scored = [r for r in records if "score" in r]
+    if scored:
+        name = scored[-1].get("score_metric", "score").replace("_", " ")
+        steps = [r["step"] for r in scored]
+        fig.add_trace(_line(steps, [r["score"] for r in scored], name, "#bcbd22"), 1, 3)
+        best = scored[-1].get("best_step")
+        hit = [r for r in scored if r["step"] == best]
+        if hit:
+            fig.add_trace(
+                go.Scatter(
+                    x=[best],
+                    y=[hit[0]["score"]],
+                    mode="markers+text",
+                    marker={"symbol": "star", "size": 14, "color": "#d62728"},
+                    text=[f"best, step {best:,}"],
+                    textposition="top center",
+                    name="best checkpoint",
+                    hovertemplate="best: %{y:.4g} at step %{x}",
+                ),
+                1,
+                3,
+            )
+        fig.update_yaxes(title_text=name, row=1, col=3)
+    for col in (1, 2, 3):
+        fig.update_xaxes(title_text="training step", row=1, col=col)
+    return _finish(fig, height, legend_y=-0.45, uirevision="small-data")

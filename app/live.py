@@ -190,6 +190,18 @@ def _curves(info: widgets.RunInfo) -> None:
         f"{len(info.records):,} points, one every {info.train.get('log_every', '?')} steps "
         f"(the mean over those steps); last at step {info.step:,}."
     )
+    if charts.has_small_data_curves(info.records):
+        small = charts.small_data_figure(info.records, smoothing=smoothing)
+        st.plotly_chart(small, key=f"small-data::{info.name}", config={"displaylogo": False})
+        st.caption(
+            "$M_\\text{global}$ falls whenever $D$ reconstructs real images better, also when it "
+            "does so by memorising them. The held-out gap cannot be fooled: "
+            "$L(x_\\text{held-out}) - L(x_\\text{train})$, on images $D$ never trains on "
+            "against as many it does, both without augmentation. Near 0, $D$ models the data; "
+            "rising, it recalls its training set, and $G$ drifts towards collapse. The score "
+            "compares $G$'s images with the held-out ones; the star is the checkpoint kept as "
+            "best, which `export` takes."
+        )
 
 
 def explain(info: widgets.RunInfo) -> None:

@@ -179,7 +179,7 @@ class RunConfig:
         needs = [
             what
             for what, on in (
-                ("--augment-p auto", t.augment_p == "auto"),
+                ("--augment-p auto", t.augment_p == "auto" and parse_policy(t.augment)),
                 ("--score-every", t.score_every),
             )
             if on

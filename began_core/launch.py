@@ -44,8 +44,10 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 LAUNCH_FLAGS = ("data", "resolution", "filters", "gamma", "lambda_k", "eta", "lr", "batch_size")
 LAUNCH_FLAGS += ("steps", "seed", "log_every", "sample_every", "checkpoint_every")
 LAUNCH_FLAGS += ("amp", "channels_last", "hflip")
+LAUNCH_FLAGS += ("augment", "augment_p", "heldout", "score_every")  # small data (augment.py)
 
-FLOAT_SETTINGS = {"gamma", "lambda_k", "lr"}
+FLOAT_SETTINGS = {"gamma", "lambda_k", "lr", "augment_p", "heldout"}
+TEXT_SETTINGS = {"data", "augment"}
 BOOL_SETTINGS = {"amp", "channels_last", "hflip"}
 
 # Popen objects of the runs this process started: polling them reaps finished children.
@@ -88,8 +90,8 @@ def validate_launch(values: Mapping[str, Any]) -> RunConfig:
 
 def _number(name: str, value: Any) -> Any:
     """Form values as the command line's types, so argparse never has to reject one."""
-    kind = float if name in FLOAT_SETTINGS else int if name != "data" else str
-    if value is None or kind is str:
+    kind = str if name in TEXT_SETTINGS else float if name in FLOAT_SETTINGS else int
+    if value is None or kind is str or (name == "augment_p" and value == "auto"):
         return value
     if name in BOOL_SETTINGS:
         if not isinstance(value, bool):

@@ -419,3 +419,56 @@ def test_explore_page_serves_the_explorer(runs_dir, monkeypatch):
     assert url.startswith("http://127.0.0.1:")
     with urllib.request.urlopen(url + "config", timeout=30) as r:
         assert r.status == 200 and b"components" in r.read()
+
+
+# --------------------------------------------------------------------------- small data
+
+
+def test_small_data_options_reach_the_trainer(runs_dir, monkeypatch):
+    started = []
+    monkeypatch.setattr(launch, "start_run", lambda path, args: started.append((path, args)))
+    at = submit(app())  # the defaults: held-out signal and best checkpoint, no augmentation
+    args = started[-1][1]
+    assert args[args.index("--heldout") + 1] == "0.05"
+    assert args[args.index("--score-every") + 1] == "250"
+    assert "--augment" not in args and "--augment-p" not in args
+    at = app()
+    at.multiselect(key="augment").set_value(["translation", "cutout"])
+    at = submit(at)
+    assert not at.error
+    args = started[-1][1]
+    assert args[args.index("--augment") + 1] == "translation,cutout"
+    assert args[args.index("--augment-p") + 1] == "auto"
+    at = app()
+    at.multiselect(key="augment").set_value(["cutout"])
+    at.checkbox(key="augment_auto").uncheck()
+    at.number_input(key="augment_p").set_value(0.3)
+    at.number_input(key="heldout").set_value(0.0)
+    at.number_input(key="score_every").set_value(0)
+    at = submit(at)
+    args = started[-1][1]
+    assert args[args.index("--augment-p") + 1] == "0.3" and "--heldout" not in args
+    at = app()
+    at.number_input(key="heldout").set_value(0.0)  # scoring needs held-out images
+    at = submit(at)
+    assert "--heldout" in texts(at.sidebar, "error") and len(started) == 3
+
+
+def test_live_view_plots_the_heldout_gap_beside_M_global(runs_dir):
+    run = fake_run(runs_dir, "small", records=40)
+    records = run.read_metrics()
+    run.metrics_path.unlink()
+    for r in records:
+        extra = {"L_heldout": 0.2, "L_train": 0.19, "heldout_gap": 0.01, "augment_p": 0.25}
+        if r["step"] % 20 == 0:
+            extra |= {"score": 100.0 - r["step"] / 10, "score_metric": "classifier_fd"}
+            extra |= {"best_step": r["step"], "best_score": 100.0 - r["step"] / 10}
+        run.append_metrics({**r, **extra})
+    at = app()
+    assert not at.exception
+    small = plotly_spec(at, 1)
+    names = {t.get("name") for t in small["data"]}
+    assert {"held-out gap", "augmentation p", "classifier fd", "best checkpoint"} <= names
+    star = next(t for t in small["data"] if t.get("name") == "best checkpoint")
+    assert star["x"] == [80]
+    assert "memorising" in texts(at, "caption")

@@ -126,6 +126,7 @@ def test_policies_parse_and_bad_ones_are_refused():
         tiny_config(augment="cutout", augment_p=1.5)
     with pytest.raises(ConfigError, match="--heldout"):
         tiny_config(augment="cutout", augment_p="auto")
+    tiny_config(augment="", augment_p="auto")  # no augmentation: nothing to adapt
     with pytest.raises(ConfigError, match="--heldout"):
         tiny_config(score_every=10)
 
