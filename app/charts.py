@@ -223,7 +223,7 @@ def small_data_figure(
     records: Sequence[dict[str, Any]],
     *,
     smoothing: float = 0.6,
-    height: int = 330,
+    height: int = 380,
 ) -> go.Figure:
     """What M_global cannot show, beside it: the held-out gap L(x_held-out) - L(x_train), which
     opens when D memorises its training images (with the augmentation probability p when the
@@ -235,8 +235,8 @@ def small_data_figure(
         specs=[[{}, {"secondary_y": True}, {}]],
         subplot_titles=(
             "M<sub>global</sub>, convergence",
-            "Held-out gap L(x<sub>held-out</sub>) − L(x<sub>train</sub>)",
-            "Score of G on held-out images (lower is better)",
+            "Held-out gap, D memorising:<br>L(x<sub>held-out</sub>) − L(x<sub>train</sub>)",
+            "Score of G against held-out<br>images (lower is better)",
         ),
     )
     c = columns(records)
@@ -279,14 +279,15 @@ def small_data_figure(
                     mode="markers+text",
                     marker={"symbol": "star", "size": 14, "color": "#d62728"},
                     text=[f"best, step {best:,}"],
-                    textposition="top center",
+                    textposition="top left",
                     name="best checkpoint",
                     hovertemplate="best: %{y:.4g} at step %{x}",
                 ),
                 1,
                 3,
             )
-        fig.update_yaxes(title_text=name, row=1, col=3)
     for col in (1, 2, 3):
         fig.update_xaxes(title_text="training step", row=1, col=col)
-    return _finish(fig, height, legend_y=-0.45, uirevision="small-data")
+    fig = _finish(fig, height, legend_y=-0.42, uirevision="small-data")
+    fig.update_layout(margin={"t": 80})
+    return fig

@@ -20,6 +20,7 @@ from .equilibrium import ae_loss
 from .model import BEGAN
 
 MIN_HELDOUT = 64  # fewer images make the signal too noisy to act on
+PROBE = 256  # images of each set in one measurement of the gap, at most
 
 
 def heldout_count(n: int, share: float) -> int:
@@ -70,10 +71,13 @@ class Memorisation:
     augmentation), with D in its training precision; the gap between them is the signal."""
 
     def __init__(self, train, heldout, device: torch.device, eta: int) -> None:
-        n = len(heldout)
-        probe = np.linspace(0, len(train) - 1, n).round().astype(np.int64)  # spread, fixed
-        self.x_heldout = heldout.batch(np.arange(n)).to(device)
-        self.x_train = train.batch(probe).to(device)
+        n = min(len(heldout), PROBE)
+
+        def spread(size: int) -> np.ndarray:  # n fixed indices spread over the set
+            return np.linspace(0, size - 1, n).round().astype(np.int64)
+
+        self.x_heldout = heldout.batch(spread(len(heldout))).to(device)
+        self.x_train = train.batch(spread(len(train))).to(device)
         self.eta = eta
 
     @torch.no_grad()

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import __version__, distributed, heldout, training_state
@@ -41,6 +42,7 @@ from .scoring import HeldoutScore
 from .step import TrainStep
 
 SAMPLE_GRID = 64  # images in every sample grid, from one fixed z
+SCORE_REAL = 1024  # held-out images G's score compares with, at most
 
 
 class NonFiniteLossError(RuntimeError):
@@ -111,7 +113,8 @@ def train(
     )
     scorer = None
     if cfg_t.score_every and heldout_set is not None:
-        real = heldout_set.batch(range(len(heldout_set)))
+        n_real = min(len(heldout_set), SCORE_REAL)
+        real = heldout_set.batch(np.linspace(0, len(heldout_set) - 1, n_real).round().astype(int))
         scorer = HeldoutScore(real, config.data.source, cfg_t.seed, cfg_m.Nz)
     best: dict[str, Any] = {}  # {"step", "score"} of the best-scoring checkpoint so far
     pending: dict[str, Any] = {}  # measurements made between two records, for the next one
