@@ -134,6 +134,13 @@ def check_weights(path: Path, shapes: dict[str, tuple[int, ...]], where: str) ->
             wrong.append(f"{name} {list(shape)} where {list(shapes[name])} is expected")
         elif end - begin != stored or not 0 <= begin <= end <= data_bytes:
             wrong.append(f"{name} (its data offsets disagree with its shape or the file)")
+    refuse_mismatch(where, missing, unexpected, wrong)
+
+
+def refuse_mismatch(
+    where: str, missing: list[str], unexpected: list[str], wrong: list[str]
+) -> None:
+    """A CheckpointError naming up to three tensors of each kind, if any kind is non-empty."""
     if missing or unexpected or wrong:
         detail = "; ".join(
             f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"

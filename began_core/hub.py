@@ -204,17 +204,7 @@ def _load_weights(cfg: ModelConfig, weights: Path, where: str) -> BEGAN:
     missing = [k for k in own if k.startswith("G.") and k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        detail = "; ".join(
-            f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for label, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("wrong shape", wrong),
-            )
-            if keys
-        )
-        raise CheckpointError(f"weights of {where} do not match its {CONFIG} ({detail}).")
+    checks.refuse_mismatch(where, missing, unexpected, wrong)
     model.load_state_dict(state, strict=False)  # D may be absent from a generator-only export
     model.has_discriminator = all(k in state for k in own if k.startswith("D."))
     return model
