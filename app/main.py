@@ -29,5 +29,6 @@ pages = [
     ),
     st.Page("views/runs.py", title="Runs & compare"),
     st.Page("views/explore.py", title="Explore"),
+    st.Page("views/classroom.py", title="Classroom", url_path="classroom"),
 ]
 st.navigation(pages, position="top").run()
