@@ -1,23 +1,26 @@
-"""Plotly figures of the classroom's 2-D BEGAN: the plane, the two loss histograms, the curves.
+"""Pictures of the classroom's 2-D BEGAN: the plane (a PNG), the loss histograms and the curves
+(plotly).
 
-Presentation only: every number comes from began_core.classroom; figures stay small (a 40x40
+Presentation only: every number comes from began_core.classroom; pictures stay small (a 40x40
 map, a few hundred points) because a live page re-sends them every frame.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
+from PIL import Image, ImageDraw
 from plotly.subplots import make_subplots
 
 from app.charts import COLORS, LABELS, thin
 from began_core.classroom import EXTENT, Classroom
 
-REAL, FAKE, PUSH = "#1f77b4", "#d62728", "#111111"
+REAL, FAKE = "#1f77b4", "#d62728"
 CELLS = 40  # heat map resolution
 SHOWN = 300  # points of each kind drawn
 ARROWS = 60
@@ -29,91 +32,60 @@ def box(model: Classroom) -> tuple[tuple[float, float], tuple[float, float]]:
     return (c[0] - s, c[1] - s), (c[0] + s, c[1] + s)
 
 
-def _segments(start: torch.Tensor, end: torch.Tensor) -> tuple[list, list]:
-    """Line segments as one trace: x0, x1, None, ..."""
-    xs, ys = [], []
-    for (a, b), (c, d) in zip(start.tolist(), end.tolist(), strict=True):
-        xs += [a, c, None]
-        ys += [b, d, None]
-    return xs, ys
+# Viridis at five stops, reversed below so that bright means "reconstructed well".
+VIRIDIS = np.array(
+    [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float32
+)
 
 
-def plane_figure(model: Classroom, *, height: int = 520) -> go.Figure:
-    """Real and generated points over log10 L(v), G's push -dL_G/dG(z) as arrows, and v -> D(v)
-    where D reconstructs points directly."""
+def _colour(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] -> RGB uint8 along the viridis stops."""
+    t = np.clip(values, 0, 1) * (len(VIRIDIS) - 1)
+    i = np.minimum(t.astype(int), len(VIRIDIS) - 2)
+    f = (t - i)[..., None]
+    return ((1 - f) * VIRIDIS[i] + f * VIRIDIS[i + 1]).astype(np.uint8)
+
+
+def plane_image(model: Classroom, *, size: int = 520, cells: int = CELLS) -> tuple[bytes, float, float]:
+    """The plane as a PNG, drawn on the server (a live page can redraw it many times a second,
+    which a plotly heat map with a few hundred markers cannot): log10 L(v) as colour, bright
+    where D reconstructs well; real points blue, generated red (the same z every frame); black
+    strokes -grad L_G from G's points (where G is pushed); blue strokes v -> D(v) where D
+    reconstructs points directly. Returns the PNG and the range of L(v) shown."""
     lo, hi = box(model)
-    L, xs, ys = model.loss_map(lo, hi, CELLS)
-    fig = go.Figure()
-    fig.add_trace(
-        go.Heatmap(
-            x=xs.tolist(),
-            y=ys.tolist(),
-            z=np.log10(L.clamp_min(1e-6).numpy()).round(3).tolist(),
-            colorscale="Viridis",
-            reversescale=True,  # bright where D reconstructs well: where G wants its points
-            colorbar={"title": {"text": "log₁₀ L(v)", "side": "right"}, "thickness": 12},
-            hovertemplate="v = (%{x:.2f}, %{y:.2f})<br>log₁₀ L(v) = %{z:.2f}<extra></extra>",
-            name="L(v)",
-        )
-    )
+    L, _, _ = model.loss_map(lo, hi, cells)
+    log = np.log10(L.clamp_min(1e-6).numpy())
+    a, b = float(log.min()), float(log.max())
+    rgb = _colour(1 - (log - a) / max(b - a, 1e-9))[::-1]  # rows from the top: y up
+    im = Image.fromarray(rgb, "RGB").resize((size, size), Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(im)
+
+    def px(p: torch.Tensor) -> list[tuple[float, float]]:
+        u = (p[:, 0] - lo[0]) / (hi[0] - lo[0]) * size
+        v = (1 - (p[:, 1] - lo[1]) / (hi[1] - lo[1])) * size
+        return list(zip(u.tolist(), v.tolist(), strict=True))
+
     g = torch.Generator().manual_seed(7)
     real = model.data.sample(SHOWN, g)
-    fake = model.generate(SHOWN, seed=11)  # the same z every frame: points move, not flicker
-    p, push = model.pushes(ARROWS, seed=11)
-    length = push.norm(dim=1, keepdim=True)
-    # Arrow length: direction exact, size relative to the largest push now (log-compressed).
-    scale = 0.12 * (hi[0] - lo[0]) / max(float(length.max()), 1e-12)
-    head = p + push * scale
     rec = model.reconstructions(real[:ARROWS])
     if rec is not None:
-        rx, ry = _segments(real[:ARROWS], rec)
-        fig.add_trace(
-            go.Scatter(x=rx, y=ry, mode="lines", line={"color": REAL, "width": 1}, name="v → D(v)")
-        )
-    for name, pts, color, symbol in (
-        ("real x", real, REAL, "circle"),
-        ("generated G(z)", fake, FAKE, "x"),
-    ):
-        fig.add_trace(
-            go.Scatter(
-                x=pts[:, 0].tolist(),
-                y=pts[:, 1].tolist(),
-                mode="markers",
-                marker={"color": color, "size": 5, "symbol": symbol, "opacity": 0.8},
-                name=name,
-                hoverinfo="skip",
-            )
-        )
-    ax, ay = _segments(p, head)
-    fig.add_trace(
-        go.Scatter(
-            x=ax,
-            y=ay,
-            mode="lines",
-            line={"color": PUSH, "width": 1.5},
-            name="−∇L_G: where G is pushed",
-            hoverinfo="skip",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=head[:, 0].tolist(),
-            y=head[:, 1].tolist(),
-            mode="markers",
-            marker={"color": PUSH, "size": 4},
-            showlegend=False,
-            hoverinfo="skip",
-        )
-    )
-    fig.update_xaxes(range=[lo[0], hi[0]], constrain="domain")
-    fig.update_yaxes(range=[lo[1], hi[1]], scaleanchor="x", scaleratio=1)
-    fig.update_layout(
-        height=height,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
-        uirevision="plane",
-    )
-    return fig
+        for (x0, y0), (x1, y1) in zip(px(real[:ARROWS]), px(rec), strict=True):
+            draw.line([(x0, y0), (x1, y1)], fill=(31, 119, 180), width=1)
+    for x, y in px(real):
+        draw.ellipse([x - 2.5, y - 2.5, x + 2.5, y + 2.5], fill=(31, 119, 180), outline="white")
+    for x, y in px(model.generate(SHOWN, seed=11)):
+        draw.line([(x - 3, y - 3), (x + 3, y + 3)], fill=(214, 39, 40), width=2)
+        draw.line([(x - 3, y + 3), (x + 3, y - 3)], fill=(214, 39, 40), width=2)
+    p, push = model.pushes(ARROWS, seed=11)
+    length = float(push.norm(dim=1).max())
+    if length > 0:
+        head = p + push * (0.08 * (hi[0] - lo[0]) / length)
+        for (x0, y0), (x1, y1) in zip(px(p), px(head), strict=True):
+            draw.line([(x0, y0), (x1, y1)], fill="black", width=2)
+            draw.ellipse([x1 - 2, y1 - 2, x1 + 2, y1 + 2], fill="black")
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue(), 10**a, 10**b
 
 
 def histogram_figure(model: Classroom, *, height: int = 260) -> go.Figure:

@@ -40,6 +40,7 @@ class Design:
     d_steps: int = 1  # D updates per full step
     spread: float = 0.0  # if > 0, G's last layer starts scaled so G(z) has this std per axis
     bounded: bool = False  # G(z) = tanh(.): its points stay on D's canvas [-1, 1]^2
+    warmup: int = 0  # extra D updates before the first full step
 
     def __post_init__(self) -> None:
         if self.view not in ("blob", "point"):
@@ -76,14 +77,14 @@ class Drawing(nn.Module):
 
     def __init__(self, resolution: int, blob_pixels: float):
         super().__init__()
-        axis = torch.linspace(-EXTENT, EXTENT, resolution)
-        grid = torch.cartesian_prod(axis, axis)  # (R*R, 2): pixel centres
-        self.register_buffer("grid", grid)
+        self.register_buffer("axis", torch.linspace(-EXTENT, EXTENT, resolution))  # pixel centres
         self.two_s2 = 2 * (blob_pixels * 2 * EXTENT / (resolution - 1)) ** 2
 
     def forward(self, p: Tensor) -> Tensor:
-        d2 = (p[:, None, :] - self.grid[None]).square().sum(-1)  # (B, R*R)
-        return torch.exp(-d2 / self.two_s2)
+        # The Gaussian is separable: exp(-(dx^2 + dy^2)) = exp(-dx^2) exp(-dy^2).
+        ex = torch.exp(-(p[:, :1] - self.axis).square() / self.two_s2)  # (B, R), along x
+        ey = torch.exp(-(p[:, 1:] - self.axis).square() / self.two_s2)  # (B, R), along y
+        return (ex[:, :, None] * ey[:, None, :]).flatten(1)  # (B, R*R), row i = x, column j = y
 
 
 class AutoEncoder(nn.Module):
@@ -133,8 +134,8 @@ class Classroom:
             self.D = AutoEncoder(self.design)
             if self.design.spread > 0:
                 self._spread_G(self.design.spread)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), self.knobs.lr_G, betas=(0.5, 0.999))
-        self.opt_D = torch.optim.Adam(self.D.parameters(), self.knobs.lr_D, betas=(0.5, 0.999))
+        self.opt_G = torch.optim.Adam(self.G.parameters(), self.knobs.lr_G, betas=(0.5, 0.999), foreach=True)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), self.knobs.lr_D, betas=(0.5, 0.999), foreach=True)
         self.rng = torch.Generator().manual_seed(seed)
         self.k_t, self.t = 0.0, 0
         self.L_x, self.L_G = float("nan"), float("nan")  # the last measured, for update_k
@@ -214,7 +215,8 @@ class Classroom:
     def step(self, n: int = 1) -> None:
         """n full rounds: D (d_steps times), G, k_t; one history record each."""
         for _ in range(n):
-            for _ in range(self.design.d_steps):
+            warmup = self.design.warmup if self.t == 0 else 0
+            for _ in range(self.design.d_steps + warmup):
                 self.update_D()
             self.update_G()
             self.update_k()

@@ -1,10 +1,12 @@
 """The classroom's 2-D BEGAN (began_core.points, began_core.classroom) and its page."""
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from began_core import equilibrium, points
 from began_core.classroom import Classroom, Design, Knobs
@@ -115,13 +117,11 @@ def test_the_page_figures_have_what_they_show():
 
     model = tiny()
     model.step(4)
-    plane = charts.plane_figure(model)
-    kinds = [t.type for t in plane.data]
-    assert kinds[0] == "heatmap" and len(plane.data[0].z) == charts.CELLS
-    names = [t.name for t in plane.data]
-    assert "real x" in names and "generated G(z)" in names and "v → D(v)" not in names
-    point = tiny(view="point")
-    assert "v → D(v)" in [t.name for t in charts.plane_figure(point).data]
+    png, L_min, L_max = charts.plane_image(model, size=200)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and 0 < L_min < L_max
+    assert Image.open(io.BytesIO(png)).size == (200, 200)
+    assert model.reconstructions(torch.zeros(3, 2)) is None  # D sees blobs, not points
+    assert tiny(view="point").reconstructions(torch.zeros(3, 2)).shape == (3, 2)
     hist = charts.histogram_figure(model)
     assert [t.name for t in hist.data] == ["L(x)", "L(G(z))"]
     curves = charts.curves_figure(model.history, 0.9)
@@ -153,7 +153,7 @@ def test_the_page_steps_by_hand_and_shares_its_settings_in_the_url(classroom, tm
     at = classroom
     assert not at.exception
     assert at.title[0].value.startswith("Classroom")
-    assert len(at.get("plotly_chart")) == 2  # the plane and the histograms; curves after a step
+    assert len(at.get("plotly_chart")) == 1 and len(at.get("image")) == 1  # histograms, plane
     assert at.query_params["data"] == ["ring"] or at.query_params["data"] == "ring"
     model = model_of(at)
     D, G = params(model.D), params(model.G)
@@ -164,9 +164,9 @@ def test_the_page_steps_by_hand_and_shares_its_settings_in_the_url(classroom, tm
     assert not torch.equal(params(model_of(at).G), G)
     at.button(key="cls_One full step").click().run()
     assert model_of(at).t == 1 and len(model_of(at).history) == 3
-    assert len(at.get("plotly_chart")) == 3  # the curves now
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert spec["data"][0]["type"] == "heatmap"
+    assert len(at.get("plotly_chart")) == 2  # the curves now
+    spec = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert [t["name"] for t in spec["data"]][:2] == ["L(x)", "L(G(z))"]
 
     # A slider acts mid-run, on the same model, and goes into the URL.
     at.slider(key="cls_gamma").set_value(0.5).run()

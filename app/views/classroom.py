@@ -251,11 +251,15 @@ def live() -> None:
         st.markdown(f"**Now:** {now}")
     left, right = st.columns([0.55, 0.45], gap="medium")
     with left:
-        st.plotly_chart(charts.plane_figure(model), key="cls_plane", config={"displaylogo": False})
+        png, L_min, L_max = charts.plane_image(model)
+        st.image(png, output_format="PNG", width="stretch")
+        lo, hi = charts.box(model)
         st.caption(
-            "Colour: D's reconstruction error L(v) at every point v of the plane (log scale; "
-            "bright = reconstructed well). Blue: real points. Red: G's points, the same z in "
-            "every frame. Black strokes: −∇L_G, where G's next update moves each point."
+            f"The plane from ({lo[0]:g}, {lo[1]:g}) to ({hi[0]:g}, {hi[1]:g}). Colour: D's "
+            f"reconstruction error L(v) at every point v, log scale from {L_min:.2g} (bright: "
+            f"reconstructed well, where G wants its points) to {L_max:.2g} (dark). Blue dots: "
+            "real points. Red crosses: G's points, the same z in every frame. Black strokes: "
+            "−∇L_G, where G's next update moves each point (lengths relative to the longest)."
         )
     with right:
         st.plotly_chart(
