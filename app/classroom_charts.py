@@ -46,7 +46,9 @@ def _colour(values: np.ndarray) -> np.ndarray:
     return ((1 - f) * VIRIDIS[i] + f * VIRIDIS[i + 1]).astype(np.uint8)
 
 
-def plane_image(model: Classroom, *, size: int = 520, cells: int = CELLS) -> tuple[bytes, float, float]:
+def plane_image(
+    model: Classroom, *, size: int = 520, cells: int = CELLS
+) -> tuple[bytes, float, float]:
     """The plane as a PNG, drawn on the server (a live page can redraw it many times a second,
     which a plotly heat map with a few hundred markers cannot): log10 L(v) as colour, bright
     where D reconstructs well; real points blue, generated red (the same z every frame); black

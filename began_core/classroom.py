@@ -134,8 +134,12 @@ class Classroom:
             self.D = AutoEncoder(self.design)
             if self.design.spread > 0:
                 self._spread_G(self.design.spread)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), self.knobs.lr_G, betas=(0.5, 0.999), foreach=True)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), self.knobs.lr_D, betas=(0.5, 0.999), foreach=True)
+        self.opt_G = torch.optim.Adam(
+            self.G.parameters(), self.knobs.lr_G, betas=(0.5, 0.999), foreach=True
+        )
+        self.opt_D = torch.optim.Adam(
+            self.D.parameters(), self.knobs.lr_D, betas=(0.5, 0.999), foreach=True
+        )
         self.rng = torch.Generator().manual_seed(seed)
         self.k_t, self.t = 0.0, 0
         self.L_x, self.L_G = float("nan"), float("nan")  # the last measured, for update_k

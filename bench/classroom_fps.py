@@ -51,7 +51,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speeds", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument("--data", default="ring", choices=[d for d in points.DATASETS if d != "csv"])
+    parser.add_argument(
+        "--data", default="ring", choices=[d for d in points.DATASETS if d != "csv"]
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:

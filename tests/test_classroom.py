@@ -222,3 +222,23 @@ def test_a_shared_link_opens_the_same_experiment(tmp_path, monkeypatch):
     assert model.data.name == "grid" and model.seed == 7
     assert (model.knobs.gamma, model.knobs.lambda_k, model.knobs.lr_G) == (0.7, 0.01, 3e-4)
     assert model.knobs.eta == 2 and at.slider(key="cls_speed").value == 50
+
+
+# --------------------------------------------------------------------------- the default preset
+
+
+@pytest.mark.slow
+def test_the_default_preset_holds_k_t_above_zero_and_what_it_covers():
+    """The page's default (ring, seed 0, gamma 0.9, lambda_k 0.1, 3,000 steps): k_t leaves 0
+    and holds near 1/8, the weight at which D is indifferent to the mode G sits on; G covers
+    one mode of 8. The README's classroom section explains why no faithful design found
+    covers more."""
+    torch.set_num_threads(1)
+    model = Classroom(points.make("ring"), seed=0)
+    model.step(3000)
+    k_t = [r["k_t"] for r in model.history]
+    assert max(k_t[:200]) > 0  # leaves 0 early
+    tail = k_t[-500:]
+    assert min(tail) > 0.05 and 0.08 < sum(tail) / len(tail) < 0.2  # and holds
+    cov = model.coverage()
+    assert cov.modes_covered == 1 and cov.high_quality > 0.9

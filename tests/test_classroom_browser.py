@@ -57,5 +57,3 @@ def test_the_classroom_plays_in_the_browser(server, page, screenshots):  # noqa:
     assert "seed=0" in page.url and "data=ring" in page.url
     assert not runs.exists()  # the classroom writes no run
     page.screenshot(path=str(screenshots / "classroom.png"), full_page=True)
-
-
