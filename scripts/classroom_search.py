@@ -15,52 +15,42 @@ import torch
 from began_core import points
 from began_core.classroom import Classroom, Design, Knobs
 
-DEFAULT_KNOBS = {"gamma": 0.9, "lambda_k": 0.1}
-# name -> (dataset, Design changes, Knobs changes, steps)
+DEFAULT_KNOBS = {"gamma": 0.9, "lambda_k": 0.1}  # the page's default
+NEW_USER = {"gamma": 0.5, "lambda_k": 0.01}  # what a variant starts from
+B, T, S = {"blob": 2.0}, {"bounded": True}, {"spread": 0.5}
+# name -> (dataset, Design changes, Knobs changes, steps); rows of the README's table.
 VARIANTS: dict[str, tuple[str, dict, dict, int]] = {
-    # D sees the raw 2-D point (the obvious design).
     "point, code 2": ("ring", {"view": "point", "code": 2}, {}, 3000),
     "point, code 1": ("ring", {"view": "point", "code": 1}, {}, 3000),
-    "point, code 1, G spread 0.5, lambda_k 0.1": (
+    "point, code 1, G spread, lambda_k 0.1": (
         "ring",
-        {"view": "point", "code": 1, "spread": 0.5},
+        {"view": "point", "code": 1, **S},
         {"lambda_k": 0.1},
         3000,
     ),
-    # D auto-encodes a 16x16 image of a blob at each point.
     "blob 1px": ("ring", {}, {}, 3000),
+    "blob 1px, gamma 0.5, lambda_k 1": ("ring", {}, {"lambda_k": 1.0}, 3000),
     "blob 1px, gamma 0.7, lambda_k 1": ("ring", {}, {"gamma": 0.7, "lambda_k": 1.0}, 3000),
-    "blob 1px, gamma 0.5, lambda_k 1": ("ring", {}, {"gamma": 0.5, "lambda_k": 1.0}, 3000),
     "blob 1px, gamma 0.9, lambda_k 1": ("ring", {}, {"gamma": 0.9, "lambda_k": 1.0}, 3000),
     "blob 1px, gamma 1.0, lambda_k 1": ("ring", {}, {"gamma": 1.0, "lambda_k": 1.0}, 3000),
-    "blob 1px, gamma 0.9, lambda_k 0.1 (default)": (
-        "ring",
-        {},
-        {"gamma": 0.9, "lambda_k": 0.1},
-        3000,
-    ),
+    "blob 1px, gamma 0.9, lambda_k 0.1": ("ring", {}, DEFAULT_KNOBS, 3000),
     "blob 1px, gamma 1.0, lambda_k 0.1": ("ring", {}, {"gamma": 1.0, "lambda_k": 0.1}, 3000),
-    "blob 1px, 5 D steps per G step, gamma 0.7, lambda_k 0.1": (
+    "blob 1px, 5 D steps, gamma 0.7, lambda_k 0.1": (
         "ring",
         {"d_steps": 5},
         {"gamma": 0.7, "lambda_k": 0.1},
         1000,
     ),
-    "blob 2px, gamma 0.7, lambda_k 0.1": (
-        "ring",
-        {"blob": 2.0},
-        {"gamma": 0.7, "lambda_k": 0.1},
-        3000,
-    ),
+    "blob 2px, gamma 0.7, lambda_k 0.1": ("ring", B, {"gamma": 0.7, "lambda_k": 0.1}, 3000),
     "blob 2px, code 2, gamma 0.7, lambda_k 0.1": (
         "ring",
-        {"blob": 2.0, "code": 2},
+        {**B, "code": 2},
         {"gamma": 0.7, "lambda_k": 0.1},
         3000,
     ),
     "blob 2px, width 128, gamma 0.7, lambda_k 0.1": (
         "ring",
-        {"blob": 2.0, "width": 128},
+        {**B, "width": 128},
         {"gamma": 0.7, "lambda_k": 0.1},
         3000,
     ),
@@ -78,41 +68,46 @@ VARIANTS: dict[str, tuple[str, dict, dict, int]] = {
         {"gamma": 0.7, "lambda_k": 0.1, "lr_G": 1e-4},
         3000,
     ),
-    # G starts spread over the plane (std 0.5 of the frame) instead of a dot.
-    "blob 2px, G spread, lambda_k 0.1": (
+    "blob 2px, G spread, lambda_k 0.1": ("ring", {**B, **S}, {"lambda_k": 0.1}, 3000),
+    "blob 3px, G spread, lambda_k 0.1": ("ring", {"blob": 3.0, **S}, {"lambda_k": 0.1}, 3000),
+    "blob 2px, G spread": ("ring", {**B, **S}, {}, 3000),
+    "blob 2px, G spread, lambda_k 0.001": ("ring", {**B, **S}, {"lambda_k": 0.001}, 3000),
+    "blob 2px, G tanh": ("ring", {**B, **T}, {}, 3000),
+    "blob 1px, G spread + tanh": ("ring", {**S, **T}, {}, 3000),
+    "blob 2px, G spread + tanh": ("ring", {**B, **S, **T}, {}, 3000),
+    "blob 3px, G spread + tanh": ("ring", {"blob": 3.0, **S, **T}, {}, 3000),
+    "blob 2px, G spread + tanh, G lr 1e-4": ("ring", {**B, **S, **T}, {"lr_G": 1e-4}, 3000),
+    "blob 2px, G spread + tanh, G lr 1e-4, gamma 0.9": (
         "ring",
-        {"blob": 2.0, "spread": 0.5},
-        {"lambda_k": 0.1},
+        {**B, **S, **T},
+        {"lr_G": 1e-4, "gamma": 0.9},
         3000,
     ),
-    "blob 3px, G spread, lambda_k 0.1": (
+    "blob 2px, G spread + tanh, 5 D steps": ("ring", {**B, **S, **T, "d_steps": 5}, {}, 1500),
+    "blob 2px, G spread + tanh, 5 D steps, gamma 0.9": (
         "ring",
-        {"blob": 3.0, "spread": 0.5},
-        {"lambda_k": 0.1},
-        3000,
-    ),
-    # ... and G(z) = tanh(.), so its points cannot leave D's canvas for a blank image.
-    "blob 1px, G spread + tanh": ("ring", {"spread": 0.5, "bounded": True}, {}, 3000),
-    "blob 2px, G spread + tanh": ("ring", {"blob": 2.0, "spread": 0.5, "bounded": True}, {}, 3000),
-    "blob 3px, G spread + tanh": ("ring", {"blob": 3.0, "spread": 0.5, "bounded": True}, {}, 3000),
-    "blob 2px, G tanh (no spread)": ("ring", {"blob": 2.0, "bounded": True}, {}, 3000),
-    "blob 2px, G spread + tanh, G lr 1e-4": (
-        "ring",
-        {"blob": 2.0, "spread": 0.5, "bounded": True},
-        {"lr_G": 1e-4},
-        3000,
-    ),
-    "blob 2px, G spread + tanh, 5 D steps": (
-        "ring",
-        {"blob": 2.0, "spread": 0.5, "bounded": True, "d_steps": 5},
-        {},
+        {**B, **S, **T, "d_steps": 5},
+        {"gamma": 0.9},
         1500,
+    ),
+    "blob 2px, G spread + tanh, 500 D steps first, gamma 0.9, lambda_k 0.1": (
+        "ring",
+        {**B, **S, **T, "warmup": 500},
+        DEFAULT_KNOBS,
+        3000,
+    ),
+    "blob 1px, G spread + tanh, 500 D steps first, gamma 0.9, lambda_k 0.1": (
+        "ring",
+        {**S, **T, "warmup": 500},
+        DEFAULT_KNOBS,
+        3000,
     ),
 }
 
 
 def run(dataset: str, design: dict, knobs: dict, steps: int, seed: int) -> dict:
-    model = Classroom(points.make(dataset), Design(**design), Knobs(**knobs), seed=seed)
+    knobs = Knobs(**{**NEW_USER, **knobs})
+    model = Classroom(points.make(dataset), Design(**design), knobs, seed=seed)
     start = time.perf_counter()
     model.step(steps)
     seconds = time.perf_counter() - start

@@ -17,7 +17,7 @@ from began_core.classroom import Classroom, Knobs
 FRAME_S = 0.2  # a frame every 0.2 s while playing: train `speed` steps, then redraw
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3)
 LAMBDA_KS = (0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
-DEFAULTS = {"data": "ring", "seed": 0, "gamma": 0.9, "lambda_k": 0.1, "eta": 1}
+DEFAULTS = {"data": "grid", "seed": 0, "gamma": 0.5, "lambda_k": 0.1, "eta": 1}
 DEFAULTS |= {"lr_D": 1e-3, "lr_G": 1e-3, "speed": 20}
 KNOBS = ("gamma", "lambda_k", "lr_D", "lr_G", "eta")
 BREAK_IT = {  # name -> (knob changes, k_t to set or None, what the class should see)
@@ -276,23 +276,25 @@ def live() -> None:
 
 
 LESSON = """
-**A ten-minute lesson** (ring of 8, the default settings)
+**A ten-minute lesson** (the 5×5 grid, the default settings)
 
-1. *(1 min)* Before any step: the map is D's untrained guess. Click **Update D** five times.
-   The bright spots gather on the blue points: D learns to reconstruct the real data.
+1. *(1 min)* Before any step the map is D's untrained guess. Click **Update D** five times:
+   the bright spots gather on the blue points, as D learns to reconstruct the real data.
    **Ask:** why are the red points not bright yet?
 2. *(1 min)* Click **Update G** a few times and follow the black strokes: G moves its points
-   up the brightness, towards what D reconstructs well. That is L_G = L(G(z)).
-3. *(1 min)* Click **Update k_t**. k_t moves by λₖ(γ·L(x) − L(G(z))).
-   **Ask:** in which direction, and why? (Compare the red histogram with the dashed line.)
-4. *(2 min)* **Play** at 20 steps per frame. Watch k_t leave 0 and settle, and L(G(z)) sit
-   near the dashed γ·L(x). The controller holds *losses* in balance.
-5. *(2 min)* Look at **modes covered**. G has piled onto few modes, and k_t still holds:
-   the controller balances how well D reconstructs G's points against the real ones, not
-   how many modes G covers. **Ask:** when G sits on one real mode, what does D lose by
-   spoiling that spot? (One eighth of its real data: k_t settles near 1/8.)
-6. *(1 min)* Move γ to 0.5, then 0.3. k_t falls to 0 and stays: a 2-D G can only be as easy
-   to reconstruct as the real points it copies, never half as easy.
+   towards what D reconstructs well. That is L_G = L(G(z)).
+3. *(1 min)* Click **Update k_t**: k_t moves by λₖ(γ·L(x) − L(G(z))).
+   **Ask:** which way, and why? (Compare the red histogram with the dashed line.)
+4. *(2 min)* **Play** at 20 steps per frame. k_t leaves 0 and settles; L(G(z)) settles on the
+   dashed γ·L(x). The controller holds the *losses* in balance, as on images.
+5. *(2 min)* Now look at **modes covered**: 1 of 25. G sits on one mode and k_t still holds.
+   The controller balances how well D reconstructs G's points against the real ones; it
+   does not count modes. **Ask:** if D spoiled G's spot, what would it lose? (The real points
+   there: one 25th of the data. k_t settles near 1/25 = 0.04, where that loss and the gain
+   against G weigh the same.)
+6. *(1 min)* Move γ to 0.3, then 0.7: the ratio L(G(z))/L(x) follows γ, and G stays on one
+   mode. On the ring of 8, k_t falls to 0 below γ ≈ 0.9: a 2-D G can be as easy to
+   reconstruct as the points it copies, not easier, unlike the smooth images a G draws.
 7. *(2 min)* **Break it**: try each preset and read its note. Then **Repair**.
 
 The README's classroom section has the measurements behind each step.
