@@ -7,6 +7,8 @@ settings and seed live in the URL, so a link opens the same experiment.
 
 from __future__ import annotations
 
+import threading
+
 import streamlit as st
 
 from app import classroom_charts as charts
@@ -110,6 +112,9 @@ def _model(table) -> Classroom | None:
             return None
         model = Classroom(dataset, knobs=_knobs(), seed=seed)
         st.session_state["cls_model"], st.session_state["cls_built"] = model, wanted
+        # The live fragment may run in a worker thread beside a full run of the page (a click):
+        # one of them touches the model at a time.
+        st.session_state["cls_lock"] = threading.RLock()
     model.knobs = _knobs()
     return model
 
@@ -212,9 +217,10 @@ def controls(model: Classroom) -> None:
     }
     for label, action in single.items():
         if row.button(label, key=f"cls_{label}", disabled=playing):
-            action()
-            if label != "One full step":
-                model.record()
+            with st.session_state["cls_lock"]:
+                action()
+                if label != "One full step":
+                    model.record()
     row.slider("Steps per frame", 1, 200, key="cls_speed", width=220)
 
 
@@ -223,10 +229,14 @@ def live() -> None:
     model = st.session_state.get("cls_model")
     if model is None:
         return
-    if st.session_state.get("cls_playing"):
-        model.step(int(st.session_state["cls_speed"]))
+    with st.session_state["cls_lock"]:
+        if st.session_state.get("cls_playing"):
+            model.step(int(st.session_state["cls_speed"]))
+        cov = model.coverage()
+        png, L_min, L_max = charts.plane_image(model)
+        histograms = charts.histogram_figure(model)
+        curves = charts.curves_figure(model.history, model.knobs.gamma) if model.history else None
     gamma = model.knobs.gamma
-    cov = model.coverage()
     cols = st.columns(5)
     cols[0].metric("step", f"{model.t:,}")
     cols[1].metric("k_t", f"{model.k_t:.4f}")
@@ -251,7 +261,6 @@ def live() -> None:
         st.markdown(f"**Now:** {now}")
     left, right = st.columns([0.55, 0.45], gap="medium")
     with left:
-        png, L_min, L_max = charts.plane_image(model)
         st.image(png, output_format="PNG", width="stretch")
         lo, hi = charts.box(model)
         st.caption(
@@ -262,15 +271,9 @@ def live() -> None:
             "−∇L_G, where G's next update moves each point (lengths relative to the longest)."
         )
     with right:
-        st.plotly_chart(
-            charts.histogram_figure(model), key="cls_hist", config={"displaylogo": False}
-        )
-        if model.history:
-            st.plotly_chart(
-                charts.curves_figure(model.history, gamma),
-                key="cls_curves",
-                config={"displaylogo": False},
-            )
+        st.plotly_chart(histograms, key="cls_hist", config={"displaylogo": False})
+        if curves is not None:
+            st.plotly_chart(curves, key="cls_curves", config={"displaylogo": False})
         else:
             st.caption("The curves start with the first step.")
 
