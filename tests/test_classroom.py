@@ -215,13 +215,14 @@ def test_a_shared_link_opens_the_same_experiment(tmp_path, monkeypatch):
     monkeypatch.setenv("BEGAN_RUNS_DIR", str(tmp_path / "runs"))
     at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
     at.query_params.update({"data": "ring", "seed": "7", "gamma": "0.7", "lambda_k": "0.01"})
-    at.query_params.update({"lr_G": "0.0003", "eta": "2", "speed": "50"})
+    at.query_params.update({"lr_G": "0.0003", "eta": "2", "speed": "50", "view": "point"})
     at.run()
     at.switch_page("views/classroom.py").run()
     model = model_of(at)
     assert model.data.name == "ring" and model.seed == 7
     assert (model.knobs.gamma, model.knobs.lambda_k, model.knobs.lr_G) == (0.7, 0.01, 3e-4)
     assert model.knobs.eta == 2 and at.slider(key="cls_speed").value == 50
+    assert model.design.view == "point" and model.design.code == 2  # arrows v -> D(v) drawn
 
 
 # --------------------------------------------------------------------------- the default preset

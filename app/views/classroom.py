@@ -10,17 +10,22 @@ from __future__ import annotations
 import threading
 
 import streamlit as st
+import torch
 
 from app import classroom_charts as charts
 from app.live import explain_panel, now_sentence
 from began_core import points
-from began_core.classroom import Classroom, Knobs
+from began_core.classroom import Classroom, Design, Knobs
 
 FRAME_S = 0.2  # a frame every 0.2 s while playing: train `speed` steps, then redraw
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3)
 LAMBDA_KS = (0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
 DEFAULTS = {"data": "grid", "seed": 0, "gamma": 0.5, "lambda_k": 0.1, "eta": 1}
-DEFAULTS |= {"lr_D": 1e-3, "lr_G": 1e-3, "speed": 20}
+DEFAULTS |= {"lr_D": 1e-3, "lr_G": 1e-3, "speed": 20, "view": "blob"}
+VIEWS = {  # what D auto-encodes -> the design
+    "blob": ("a 16×16 image of a blob at each point", Design()),
+    "point": ("the raw 2-D point (code of 2: D learns the identity)", Design(view="point", code=2)),
+}
 KNOBS = ("gamma", "lambda_k", "lr_D", "lr_G", "eta")
 BREAK_IT = {  # name -> (knob changes, k_t to set or None, what the class should see)
     "k_t frozen at 0": (
@@ -70,6 +75,8 @@ def _from_url() -> None:
         st.session_state[f"cls_{key}"] = value
     if st.session_state["cls_data"] not in points.DATASETS:
         st.session_state["cls_data"] = DEFAULTS["data"]
+    if st.session_state["cls_view"] not in VIEWS:
+        st.session_state["cls_view"] = DEFAULTS["view"]
     _snap("cls_gamma", 0.1, 1.0)
     for key, options in (
         ("lambda_k", LAMBDA_KS),
@@ -102,7 +109,8 @@ def _knobs() -> Knobs:
 def _model(table) -> Classroom | None:
     """The tab's model, rebuilt when the data or the seed change, or on Reset."""
     data, seed = st.session_state["cls_data"], int(st.session_state["cls_seed"])
-    wanted = (data, seed, None if table is None else hash(table.numpy().tobytes()))
+    view = st.session_state["cls_view"]
+    wanted = (data, seed, view, None if table is None else hash(table.numpy().tobytes()))
     model = st.session_state.get("cls_model")
     if model is None or st.session_state.get("cls_built") != wanted:
         try:
@@ -110,7 +118,7 @@ def _model(table) -> Classroom | None:
         except ValueError as e:
             st.info(str(e), icon=":material/upload_file:")
             return None
-        model = Classroom(dataset, knobs=_knobs(), seed=seed)
+        model = Classroom(dataset, VIEWS[view][1], knobs=_knobs(), seed=seed)
         st.session_state["cls_model"], st.session_state["cls_built"] = model, wanted
         # The live fragment may run in a worker thread beside a full run of the page (a click):
         # one of them touches the model at a time.
@@ -161,6 +169,14 @@ def sidebar() -> object:
                 except ValueError as e:
                     st.error(str(e))
             st.caption("Uploaded points stay in this tab's memory; a link cannot carry them.")
+        st.selectbox(
+            "D auto-encodes",
+            list(VIEWS),
+            key="cls_view",
+            format_func=lambda v: VIEWS[v][0],
+            help="The raw point is the obvious design, and it fails: with a 2-D code D learns "
+            "to copy every point, so L(v) is flat and G gets no signal (the README's search).",
+        )
         st.number_input("Seed", 0, 2**31 - 1, key="cls_seed")
         st.subheader("Change mid-run")
         st.slider(
@@ -304,6 +320,9 @@ The README's classroom section has the measurements behind each step.
 """
 
 
+# The model's matrices are tiny: a second torch thread only waits on the first, and on a
+# busy 2-core machine a frame took 20 times as long with two (bench/classroom_fps.py).
+torch.set_num_threads(1)
 st.title("Classroom: BEGAN on 2-D points")
 _from_url()
 uploaded = sidebar()
