@@ -23,8 +23,8 @@ LAMBDA_KS = (0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
 DEFAULTS = {"data": "grid", "seed": 0, "gamma": 0.5, "lambda_k": 0.1, "eta": 1}
 DEFAULTS |= {"lr_D": 1e-3, "lr_G": 1e-3, "speed": 20, "view": "blob"}
 VIEWS = {  # what D auto-encodes -> the design
-    "blob": ("a 16×16 image of a blob at each point", Design()),
-    "point": ("the raw 2-D point (code of 2: D learns the identity)", Design(view="point", code=2)),
+    "blob": ("a blob image per point", Design()),  # 16x16, the default
+    "point": ("the raw point, code 2", Design(view="point", code=2)),  # learns the identity
 }
 KNOBS = ("gamma", "lambda_k", "lr_D", "lr_G", "eta")
 BREAK_IT = {  # name -> (knob changes, k_t to set or None, what the class should see)
@@ -174,8 +174,9 @@ def sidebar() -> object:
             list(VIEWS),
             key="cls_view",
             format_func=lambda v: VIEWS[v][0],
-            help="The raw point is the obvious design, and it fails: with a 2-D code D learns "
-            "to copy every point, so L(v) is flat and G gets no signal (the README's search).",
+            help="By default D auto-encodes a 16×16 image of a blob drawn at each point. The raw "
+            "point is the obvious design, and it fails: with a 2-D code D learns to copy every "
+            "point, so L(v) is flat and G gets no signal (the README's search).",
         )
         st.number_input("Seed", 0, 2**31 - 1, key="cls_seed")
         st.subheader("Change mid-run")
