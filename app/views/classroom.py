@@ -7,6 +7,7 @@ settings and seed live in the URL, so a link opens the same experiment.
 
 from __future__ import annotations
 
+import base64
 import threading
 
 import streamlit as st
@@ -278,7 +279,9 @@ def live() -> None:
         st.markdown(f"**Now:** {now}")
     left, right = st.columns([0.55, 0.45], gap="medium")
     with left:
-        st.image(png, output_format="PNG", width="stretch")
+        # Inline, not a media file: a frame's file can be dropped before the browser fetches
+        # it while frames arrive quickly (seen as a broken image after Pause).
+        st.image(f"data:image/png;base64,{base64.b64encode(png).decode()}", width="stretch")
         lo, hi = charts.box(model)
         st.caption(
             f"The plane from ({lo[0]:g}, {lo[1]:g}) to ({hi[0]:g}, {hi[1]:g}). Colour: D's "
