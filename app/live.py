@@ -206,7 +206,11 @@ def _curves(info: widgets.RunInfo) -> None:
 
 def explain(info: widgets.RunInfo) -> None:
     """The equilibrium in the paper's notation, and what this run is doing now."""
-    gamma, lambda_k = info.gamma, info.train.get("lambda_k", 0.001)
+    explain_panel(info.gamma, info.train.get("lambda_k", 0.001))
+
+
+def explain_panel(gamma: float, lambda_k: float) -> None:
+    """The explanation of the curves, for a run or for the classroom's model."""
     with st.container(border=True):
         st.markdown(
             f"""
@@ -233,14 +237,18 @@ reconstructs it: $L(v) = \\text{{mean}}\\,|v - D(v)|^\\eta$.
 
 
 def _now(info: widgets.RunInfo) -> str | None:
+    return now_sentence(info.records, info.gamma)
+
+
+def now_sentence(records: list[dict], gamma: float) -> str | None:
     """One sentence on the controller's current situation, from the last few records."""
-    recent = info.records[-5:]
+    recent = records[-5:]
     if not recent:
         return None
     L_x = sum(r["L_x"] for r in recent) / len(recent)
     L_G = sum(r["L_G"] for r in recent) / len(recent)
     balance = sum(r["balance"] for r in recent) / len(recent)
-    k_t, gamma = recent[-1]["k_t"], info.gamma
+    k_t = recent[-1]["k_t"]
     ratio = f"$L(G(z)) / L(x) = {L_G / L_x:.2f}$ against $\\gamma = {gamma:g}$" if L_x else ""
     if abs(balance) < 0.05 * gamma * L_x:
         return f"{ratio}: close to equilibrium, $k_t = {k_t:.4f}$ holds steady."

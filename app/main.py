@@ -37,6 +37,7 @@ if __name__ == "__main__":  # the dashboard's script, run by Streamlit for every
         ),
         st.Page("views/runs.py", title="Runs & compare"),
         st.Page("views/explore.py", title="Explore"),
+        st.Page("views/classroom.py", title="Classroom", url_path="classroom"),
     ]
     st.navigation(pages, position="top").run()
 else:  # imported by `streamlit run` (or `uvicorn main:streamlit_app`) to build the server

@@ -46,12 +46,16 @@ def balance(L_x: Number, L_G: Number, gamma: float) -> Number:
     return gamma * L_x - L_G
 
 
-def update_k(k_t: Number, L_x: Number, L_G: Number, gamma: float, lambda_k: float) -> Number:
-    """One step of the proportional controller, clipped to [0, 1]."""
+def update_k(
+    k_t: Number, L_x: Number, L_G: Number, gamma: float, lambda_k: float, clip: bool = True
+) -> Number:
+    """One step of the proportional controller, clipped to [0, 1]. `clip=False` exists only
+    to show (in the classroom) what the clip prevents; training always clips."""
     if isinstance(k_t, Tensor) or isinstance(L_x, Tensor) or isinstance(L_G, Tensor):
-        step = lambda_k * balance(_plain(L_x), _plain(L_G), gamma)
-        return torch.clamp(_plain(k_t) + step, 0.0, 1.0)
-    return min(max(k_t + lambda_k * balance(L_x, L_G, gamma), 0.0), 1.0)
+        k_next = _plain(k_t) + lambda_k * balance(_plain(L_x), _plain(L_G), gamma)
+        return torch.clamp(k_next, 0.0, 1.0) if clip else k_next
+    k_next = k_t + lambda_k * balance(L_x, L_G, gamma)
+    return min(max(k_next, 0.0), 1.0) if clip else k_next
 
 
 def M_global(L_x: Number, L_G: Number, gamma: float) -> Number:

@@ -1,0 +1,183 @@
+"""Pictures of the classroom's 2-D BEGAN: the plane (a PNG), the loss histograms and the curves
+(plotly).
+
+Presentation only: every number comes from began_core.classroom; pictures stay small (a 40x40
+map, a few hundred points) because a live page re-sends them every frame.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from PIL import Image, ImageDraw
+from plotly.subplots import make_subplots
+
+from app.charts import COLORS, LABELS, thin
+from began_core.classroom import EXTENT, Classroom
+
+REAL, FAKE = "#1f77b4", "#d62728"
+CELLS = 40  # heat map resolution
+SHOWN = 300  # points of each kind drawn
+ARROWS = 60
+
+
+def box(model: Classroom) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The square D sees, in data coordinates."""
+    c, s = model.data.center, model.data.scale * EXTENT
+    return (c[0] - s, c[1] - s), (c[0] + s, c[1] + s)
+
+
+# Viridis at five stops, reversed below so that bright means "reconstructed well".
+VIRIDIS = np.array(
+    [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float32
+)
+
+
+def _colour(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] -> RGB uint8 along the viridis stops."""
+    t = np.clip(values, 0, 1) * (len(VIRIDIS) - 1)
+    i = np.minimum(t.astype(int), len(VIRIDIS) - 2)
+    f = (t - i)[..., None]
+    return ((1 - f) * VIRIDIS[i] + f * VIRIDIS[i + 1]).astype(np.uint8)
+
+
+def plane_image(
+    model: Classroom, *, size: int = 520, cells: int = CELLS
+) -> tuple[bytes, float, float]:
+    """The plane as a PNG, drawn on the server (a live page can redraw it many times a second,
+    which a plotly heat map with a few hundred markers cannot): log10 L(v) as colour, bright
+    where D reconstructs well; real points blue, generated red (the same z every frame); black
+    strokes -grad L_G from G's points (where G is pushed); blue strokes v -> D(v) where D
+    reconstructs points directly. Returns the PNG and the range of L(v) shown."""
+    lo, hi = box(model)
+    L, _, _ = model.loss_map(lo, hi, cells)
+    log = np.log10(L.clamp_min(1e-6).numpy())
+    a, b = float(log.min()), float(log.max())
+    rgb = _colour(1 - (log - a) / max(b - a, 1e-9))[::-1]  # rows from the top: y up
+    im = Image.fromarray(rgb, "RGB").resize((size, size), Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(im)
+
+    def px(p: torch.Tensor) -> list[tuple[float, float]]:
+        u = (p[:, 0] - lo[0]) / (hi[0] - lo[0]) * size
+        v = (1 - (p[:, 1] - lo[1]) / (hi[1] - lo[1])) * size
+        return list(zip(u.tolist(), v.tolist(), strict=True))
+
+    g = torch.Generator().manual_seed(7)
+    real = model.data.sample(SHOWN, g)
+    rec = model.reconstructions(real[:ARROWS])
+    if rec is not None:
+        for (x0, y0), (x1, y1) in zip(px(real[:ARROWS]), px(rec), strict=True):
+            draw.line([(x0, y0), (x1, y1)], fill=(31, 119, 180), width=1)
+    for x, y in px(real):
+        draw.ellipse([x - 2.5, y - 2.5, x + 2.5, y + 2.5], fill=(31, 119, 180), outline="white")
+    for x, y in px(model.generate(SHOWN, seed=11)):
+        draw.line([(x - 3, y - 3), (x + 3, y + 3)], fill=(214, 39, 40), width=2)
+        draw.line([(x - 3, y + 3), (x + 3, y - 3)], fill=(214, 39, 40), width=2)
+    p, push = model.pushes(ARROWS, seed=11)
+    length = float(push.norm(dim=1).max())
+    if length > 0:
+        head = p + push * (0.08 * (hi[0] - lo[0]) / length)
+        for (x0, y0), (x1, y1) in zip(px(p), px(head), strict=True):
+            draw.line([(x0, y0), (x1, y1)], fill="black", width=2)
+            draw.ellipse([x1 - 2, y1 - 2, x1 + 2, y1 + 2], fill="black")
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue(), 10**a, 10**b
+
+
+def histogram_figure(model: Classroom, *, height: int = 260) -> go.Figure:
+    """Histograms of L(x) and L(G(z)) on a log axis, with gamma * mean L(x): where the
+    controller wants the mean of L(G(z))."""
+    L_x, L_G = (v.clamp_min(1e-6).log10().numpy() for v in model.losses())
+    lo, hi = float(min(L_x.min(), L_G.min())), float(max(L_x.max(), L_G.max()))
+    edges = np.linspace(lo, hi + 1e-6, 41)
+    centers = ((edges[:-1] + edges[1:]) / 2).round(3)
+    fig = go.Figure()
+    for name, values, color in (("L(x)", L_x, REAL), ("L(G(z))", L_G, FAKE)):
+        counts, _ = np.histogram(values, edges)
+        fig.add_trace(
+            go.Bar(
+                x=(10**centers).tolist(),
+                y=counts.tolist(),
+                name=name,
+                marker_color=color,
+                opacity=0.6,
+            )
+        )
+    gamma = model.knobs.gamma
+    target = gamma * float((10**L_x).mean())
+    fig.add_vline(
+        x=target,
+        line={"color": COLORS["target"], "dash": "dash", "width": 2},
+        annotation_text=f"γ·mean L(x), γ = {gamma:g}",
+        annotation_position="top right",
+    )
+    fig.update_xaxes(type="log", title_text="L(v), log scale")
+    fig.update_yaxes(title_text="points")
+    fig.update_layout(
+        barmode="overlay",
+        bargap=0,
+        height=height,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+        uirevision="hist",
+    )
+    return fig
+
+
+def curves_figure(
+    history: Sequence[dict[str, float]], gamma: float, *, height: int = 430, max_points: int = 600
+) -> go.Figure:
+    """L(x), L(G(z)) and gamma * L(x); k_t; M_global: three panels on one step axis."""
+    fig = make_subplots(
+        rows=3,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=(
+            "L(x), L(G(z)) and the target γ·L(x)",
+            "k<sub>t</sub>",
+            "M<sub>global</sub>",
+        ),
+    )
+    keep = thin(len(history), max_points)
+    rows = [history[i] for i in keep]
+    x = [r["step"] for r in rows]
+
+    def line(key, row, name=None, color=None, dash=None, y=None):
+        values = y if y is not None else [r[key] for r in rows]
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[v if math.isfinite(v) else None for v in values],
+                mode="lines",
+                name=name or LABELS[key],
+                line={"color": color or COLORS[key], "width": 2, "dash": dash},
+                showlegend=row == 1,
+            ),
+            row,
+            1,
+        )
+
+    line("L_x", 1)
+    line("L_G", 1)
+    target = [gamma * r["L_x"] for r in rows]
+    line("L_x", 1, name=f"γ·L(x), γ = {gamma:g}", color=COLORS["target"], dash="dash", y=target)
+    line("k_t", 2)
+    line("M_global", 3)
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_xaxes(title_text="step", row=3, col=1)
+    fig.update_annotations(font_size=13)
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.06, "x": 0},
+        hovermode="x unified",
+        uirevision="curves",
+    )
+    return fig

@@ -1,0 +1,161 @@
+"""The design search behind the classroom's default 2-D BEGAN: train each variant and print
+its modes covered, high-quality share, final k_t and L(x), as a Markdown table.
+
+    python scripts/classroom_search.py                 # the table in the README
+    python scripts/classroom_search.py --only blob     # variants whose name contains "blob"
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from began_core import points
+from began_core.classroom import Classroom, Design, Knobs
+
+DEFAULT_KNOBS = {"gamma": 0.9, "lambda_k": 0.1}  # the page's default
+NEW_USER = {"gamma": 0.5, "lambda_k": 0.01}  # what a variant starts from
+B, T, S = {"blob": 2.0}, {"bounded": True}, {"spread": 0.5}
+# name -> (dataset, Design changes, Knobs changes, steps); rows of the README's table.
+VARIANTS: dict[str, tuple[str, dict, dict, int]] = {
+    "point, code 2": ("ring", {"view": "point", "code": 2}, {}, 3000),
+    "point, code 1": ("ring", {"view": "point", "code": 1}, {}, 3000),
+    "point, code 1, G spread, lambda_k 0.1": (
+        "ring",
+        {"view": "point", "code": 1, **S},
+        {"lambda_k": 0.1},
+        3000,
+    ),
+    "blob 1px": ("ring", {}, {}, 3000),
+    "blob 1px, gamma 0.5, lambda_k 1": ("ring", {}, {"lambda_k": 1.0}, 3000),
+    "blob 1px, gamma 0.7, lambda_k 1": ("ring", {}, {"gamma": 0.7, "lambda_k": 1.0}, 3000),
+    "blob 1px, gamma 0.9, lambda_k 1": ("ring", {}, {"gamma": 0.9, "lambda_k": 1.0}, 3000),
+    "blob 1px, gamma 1.0, lambda_k 1": ("ring", {}, {"gamma": 1.0, "lambda_k": 1.0}, 3000),
+    "blob 1px, gamma 0.9, lambda_k 0.1": ("ring", {}, DEFAULT_KNOBS, 3000),
+    "blob 1px, gamma 1.0, lambda_k 0.1": ("ring", {}, {"gamma": 1.0, "lambda_k": 0.1}, 3000),
+    "blob 1px, 5 D steps, gamma 0.7, lambda_k 0.1": (
+        "ring",
+        {"d_steps": 5},
+        {"gamma": 0.7, "lambda_k": 0.1},
+        1000,
+    ),
+    "blob 2px, gamma 0.7, lambda_k 0.1": ("ring", B, {"gamma": 0.7, "lambda_k": 0.1}, 3000),
+    "blob 2px, code 2, gamma 0.7, lambda_k 0.1": (
+        "ring",
+        {**B, "code": 2},
+        {"gamma": 0.7, "lambda_k": 0.1},
+        3000,
+    ),
+    "blob 2px, width 128, gamma 0.7, lambda_k 0.1": (
+        "ring",
+        {**B, "width": 128},
+        {"gamma": 0.7, "lambda_k": 0.1},
+        3000,
+    ),
+    "blob 3px": ("ring", {"blob": 3.0}, {}, 3000),
+    "blob 3px, gamma 1.0, lambda_k 0.1": (
+        "ring",
+        {"blob": 3.0},
+        {"gamma": 1.0, "lambda_k": 0.1},
+        3000,
+    ),
+    "blob 3px, code 2, lambda_k 0.1": ("ring", {"blob": 3.0, "code": 2}, {"lambda_k": 0.1}, 3000),
+    "blob 3px, G lr 1e-4, gamma 0.7, lambda_k 0.1": (
+        "ring",
+        {"blob": 3.0},
+        {"gamma": 0.7, "lambda_k": 0.1, "lr_G": 1e-4},
+        3000,
+    ),
+    "blob 2px, G spread, lambda_k 0.1": ("ring", {**B, **S}, {"lambda_k": 0.1}, 3000),
+    "blob 3px, G spread, lambda_k 0.1": ("ring", {"blob": 3.0, **S}, {"lambda_k": 0.1}, 3000),
+    "blob 2px, G spread": ("ring", {**B, **S}, {}, 3000),
+    "blob 2px, G spread, lambda_k 0.001": ("ring", {**B, **S}, {"lambda_k": 0.001}, 3000),
+    "blob 2px, G tanh": ("ring", {**B, **T}, {}, 3000),
+    "blob 1px, G spread + tanh": ("ring", {**S, **T}, {}, 3000),
+    "blob 2px, G spread + tanh": ("ring", {**B, **S, **T}, {}, 3000),
+    "blob 3px, G spread + tanh": ("ring", {"blob": 3.0, **S, **T}, {}, 3000),
+    "blob 2px, G spread + tanh, G lr 1e-4": ("ring", {**B, **S, **T}, {"lr_G": 1e-4}, 3000),
+    "blob 2px, G spread + tanh, G lr 1e-4, gamma 0.9": (
+        "ring",
+        {**B, **S, **T},
+        {"lr_G": 1e-4, "gamma": 0.9},
+        3000,
+    ),
+    "blob 2px, G spread + tanh, 5 D steps": ("ring", {**B, **S, **T, "d_steps": 5}, {}, 1500),
+    "blob 2px, G spread + tanh, 5 D steps, gamma 0.9": (
+        "ring",
+        {**B, **S, **T, "d_steps": 5},
+        {"gamma": 0.9},
+        1500,
+    ),
+    "blob 2px, G spread + tanh, 500 D steps first, gamma 0.9, lambda_k 0.1": (
+        "ring",
+        {**B, **S, **T, "warmup": 500},
+        DEFAULT_KNOBS,
+        3000,
+    ),
+    "blob 1px, G spread + tanh, 500 D steps first, gamma 0.9, lambda_k 0.1": (
+        "ring",
+        {**S, **T, "warmup": 500},
+        DEFAULT_KNOBS,
+        3000,
+    ),
+}
+
+
+def run(dataset: str, design: dict, knobs: dict, steps: int, seed: int) -> dict:
+    knobs = Knobs(**{**NEW_USER, **knobs})
+    model = Classroom(points.make(dataset), Design(**design), knobs, seed=seed)
+    start = time.perf_counter()
+    model.step(steps)
+    seconds = time.perf_counter() - start
+    cov = model.coverage()
+    tail = model.history[-100:]
+    return {
+        "modes": f"{cov.modes_covered}/{cov.modes}",
+        "hq": cov.high_quality,
+        "k_t": sum(r["k_t"] for r in tail) / len(tail),
+        "L_x": sum(r["L_x"] for r in tail) / len(tail),
+        "ratio": sum(r["L_G"] for r in tail) / max(1e-12, sum(r["L_x"] for r in tail)),
+        "s": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="run the variants whose name contains this")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument(
+        "--gammas",
+        action="store_true",
+        help="instead: the default design at gamma 0.3, 0.5, 0.7 on the ring and the grid",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(
+        "| variant | data | steps | seed | modes covered | high-quality share | k_t | L(x) | L(G)/L(x) | s |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    variants = VARIANTS
+    if args.gammas:
+        variants = {
+            f"default, gamma {g}, {data}": (data, {}, {**DEFAULT_KNOBS, "gamma": g}, 3000)
+            for data in ("ring", "grid")
+            for g in (0.3, 0.5, 0.7)
+        }
+    for name, (dataset, design, knobs, steps) in variants.items():
+        if args.only not in name:
+            continue
+        for seed in args.seeds:
+            r = run(dataset, design, knobs, steps, seed)
+            print(
+                f"| {name} | {dataset} | {steps:,} | {seed} | {r['modes']} | {r['hq']:.2f} | "
+                f"{r['k_t']:.3f} | {r['L_x']:.4f} | {r['ratio']:.2f} | {r['s']:.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
