@@ -20,12 +20,14 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, RunConfig
+from .faults import point, write_error
 
 STATES = ("running", "finished", "stopped", "failed")
 LAUNCH_FILE = "launch.json"  # written by launch.py: the process that trains the run
@@ -34,11 +36,18 @@ _STEP_RE = re.compile(r"step_(\d+)")
 
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            point(f"write {tmp.name}")
+            os.fsync(f.fileno())
+            point(f"fsync {tmp.name}")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
+    point(f"rename {tmp.name} -> {path.name}")
     _fsync_dir(path.parent)
 
 
@@ -53,6 +62,7 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+    point(f"fsync {path.name}/")
 
 
 def _fsync_tree(path: Path) -> None:
@@ -60,6 +70,7 @@ def _fsync_tree(path: Path) -> None:
         if p.is_file():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
+            point(f"fsync {p.name}")
     _fsync_dir(path)
 
 
@@ -102,9 +113,14 @@ class RunDir:
 
     # metrics.jsonl
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+        except OSError as e:
+            what = f"metrics.jsonl line of step {record.get('step')}"
+            raise (write_error(e, self.path, what) or e) from e
+        point("append metrics.jsonl")
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All complete records; a half-written last line (a writer mid-append) is ignored."""
@@ -130,7 +146,16 @@ class RunDir:
     def write_status(self, state: str, **fields: Any) -> None:
         assert state in STATES, state
         status = {"state": state, "pid": os.getpid(), "updated": time.time(), **fields}
-        atomic_write_text(self.status_path, json.dumps(status, indent=2) + "\n")
+        text = json.dumps(status, indent=2) + "\n"
+        try:
+            atomic_write_text(self.status_path, text)
+        except OSError as e:
+            if state != "failed":
+                raise (write_error(e, self.path, "status.json") or e) from e
+            # A failure must be recorded even on a full disk, where a temp file cannot be
+            # made: overwrite in place (the old status frees the space the new one needs).
+            with open(self.status_path, "w", encoding="utf-8") as f:
+                f.write(text)
 
     def read_status(self) -> dict[str, Any]:
         try:
@@ -184,29 +209,57 @@ class RunDir:
         final = self.checkpoints_dir / name
         tmp = self.checkpoints_dir / f".tmp_{name}_{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
         try:
+            tmp.mkdir()
             write(tmp)
             _fsync_tree(tmp)
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            error = write_error(e, self.path, f"checkpoint of step {step}")
+            if error is None:
+                raise
+            raise error from e
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
+        point(f"rename {tmp.name} -> {final.name}")
         _fsync_dir(self.checkpoints_dir)
-        atomic_write_text(
-            self.checkpoints_dir / ("best.json" if best else "latest.json"),
-            json.dumps({"step": step, "path": final.name}) + "\n",
-        )
+        try:
+            atomic_write_text(
+                self.checkpoints_dir / ("best.json" if best else "latest.json"),
+                json.dumps({"step": step, "path": final.name}) + "\n",
+            )
+        except OSError as e:  # the folder is complete: a resume finds it without the pointer
+            raise (write_error(e, self.path, f"pointer to checkpoint {step}") or e) from e
         if best:
             for old in self.checkpoints_dir.glob("best_step_*"):
                 if old != final:
                     shutil.rmtree(old, ignore_errors=True)
+                    point(f"delete {old.name}")
         else:
             for _, old in self.checkpoints()[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
+                point(f"delete {old.name}")
         return final
+
+    def resume_checkpoint(self, problem: Callable[[Path], str | None]) -> Path | None:
+        """The newest checkpoint a resume can use: latest.json's, or, when `problem(folder)`
+        finds it damaged (truncated weights, unreadable training state), the newest older one
+        it accepts, with a note on stderr naming what was skipped and why."""
+        latest = self.latest_checkpoint()
+        if latest is None:
+            return None
+        older = [p for _, p in reversed(self.checkpoints()) if p != latest]
+        for candidate in [latest, *older]:
+            why = problem(candidate)
+            if why is None:
+                return candidate
+            print(
+                f"note: checkpoint {candidate.name} of {self.path} is damaged ({why}); "
+                "falling back to the previous complete checkpoint.",
+                file=sys.stderr,
+            )
+        return None
 
     def best_checkpoint(self) -> Path | None:
         """The best-scoring checkpoint (a run with --score-every keeps one), or None."""
