@@ -208,7 +208,8 @@ class RunDir:
         name = f"{'best_' if best else ''}step_{step:07d}"
         final = self.checkpoints_dir / name
         tmp = self.checkpoints_dir / f".tmp_{name}_{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        for stale in self.checkpoints_dir.glob(f".tmp_{name}_*"):  # also a killed writer's
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             tmp.mkdir()
             write(tmp)

@@ -149,6 +149,8 @@ def train(
             run.truncate_metrics(step)
     elif d.main:
         run.create()
+        if run.metrics_path.exists():  # a restart of a run killed before its first checkpoint
+            run.truncate_metrics(0)
         meta = {
             "command": " ".join(sys.argv) if meta is None else meta.get("command", ""),
             "created": time.time(),
