@@ -101,7 +101,17 @@ class RunDir:
         atomic_write_text(self.config_path, json.dumps(data, indent=2) + "\n")
 
     def read_config(self) -> RunConfig:
-        return RunConfig.from_dict(self.read_config_dict())
+        try:
+            return RunConfig.from_dict(self.read_config_dict())
+        except ConfigError as e:
+            if str(self.config_path) in str(e):
+                raise
+            raise ConfigError(f"{self.config_path} is not a valid run configuration: {e}") from e
+        except (TypeError, AttributeError, ValueError) as e:  # a field of the wrong type
+            raise ConfigError(
+                f"{self.config_path} is not a valid run configuration ({type(e).__name__}: "
+                f"{e}); was it edited by hand? Each checkpoint's training.json holds a copy."
+            ) from e
 
     def read_config_dict(self) -> dict[str, Any]:
         if not self.config_path.is_file():
@@ -109,7 +119,16 @@ class RunDir:
                 f"{self.path} is not a run directory (no config.json); "
                 "start a run with `python -m began_core train --out DIR`."
             )
-        return json.loads(self.config_path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(self.config_path.read_text(encoding="utf-8"))
+        except ValueError as e:  # not JSON, or not UTF-8
+            raise ConfigError(
+                f"{self.config_path} is not valid JSON ({e}); was it edited by hand? Each "
+                "checkpoint's training.json holds a copy of the run configuration."
+            ) from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.config_path} holds a {type(data).__name__}, not an object.")
+        return data
 
     # metrics.jsonl
     def append_metrics(self, record: dict[str, Any]) -> None:
@@ -127,14 +146,16 @@ class RunDir:
         if not self.metrics_path.is_file():
             return []
         records = []
-        with open(self.metrics_path, encoding="utf-8") as f:
+        with open(self.metrics_path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if not line.endswith("\n"):
                     break
                 try:
-                    records.append(json.loads(line))
+                    record = json.loads(line)
                 except json.JSONDecodeError:
-                    continue
+                    continue  # garbage, or a line a crash cut short
+                if isinstance(record, dict) and isinstance(record.get("step"), int):
+                    records.append(record)
         return records
 
     def truncate_metrics(self, after_step: int) -> None:
@@ -159,9 +180,10 @@ class RunDir:
 
     def read_status(self) -> dict[str, Any]:
         try:
-            return json.loads(self.status_path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            status = json.loads(self.status_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # absent, unreadable, garbage or not UTF-8
             return {"state": "unknown"}
+        return status if isinstance(status, dict) and "state" in status else {"state": "unknown"}
 
     # STOP
     def request_stop(self) -> None:
