@@ -212,7 +212,7 @@ class RunDir:
             path = self.checkpoints_dir / json.loads(pointer.read_text())["path"]
             if path.is_dir():
                 return path
-        except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        except (OSError, KeyError, TypeError, ValueError):  # absent, garbage, half-written
             pass
         found = self.checkpoints()  # pointer lost: the newest complete folder
         return found[-1][1] if found else None

@@ -34,6 +34,7 @@ CONFIG = tiny_config(
     keep_checkpoints=1,
     deterministic=True,
 )
+OPS = 81  # file operations of one such run: a kill point after each
 # Kill points of the default run: inside the config write, before the first checkpoint,
 # each phase of a checkpoint write (weights, state, fsync, rename, latest.json) and the
 # deletion of the old checkpoint. Indexes into the operations of the reference run.
@@ -129,23 +130,22 @@ def test_every_checkpoint_operation_is_a_kill_point(reference):
     assert sum(o == "write model.safetensors" for o in ops) == 2
     assert sum(o.startswith("delete step_") for o in ops) == 1
     assert len(checkpoint_ops) >= 20
-    assert len(ops) >= 60
+    assert len(ops) == OPS  # if the run's writes change, so does the list of kill points
 
 
-def kill_points(reference, full: bool) -> list[int]:
+def pytest_generate_tests(metafunc):
+    """Every operation under `-m faults`; the QUICK ones otherwise."""
+    if "point" in metafunc.fixturenames:
+        full = "faults" in (metafunc.config.getoption("markexpr") or "")
+        metafunc.parametrize("point", list(range(1, OPS + 1)) if full else list(QUICK))
+
+
+def test_killed_after_a_file_operation_resumes_bit_for_bit(tmp_path, reference, point):
     _, ops = reference
-    if full:
-        return list(range(1, len(ops) + 1))
-    return [next(i for i, o in enumerate(ops, 1) if o.startswith(q)) for q in QUICK]
-
-
-def test_killed_at_any_file_operation_resumes_bit_for_bit(tmp_path, reference, request):
-    full = "faults" in (request.config.getoption("markexpr") or "")
-    points = kill_points(reference, full)
-    starts = {k: kill_and_resume(tmp_path, k, reference) for k in points}
-    _, ops = reference
-    lines = [f"  k={k:3d} after {ops[k - 1]:45s} resumed from {s}" for k, s in starts.items()]
-    print(
-        f"\nkill points tried: {len(points)} of {len(ops)}, survived: {len(starts)}\n"
-        + "\n".join(lines)
+    k = (
+        point
+        if isinstance(point, int)
+        else next(i for i, o in enumerate(ops, 1) if o.startswith(point))
     )
+    start = kill_and_resume(tmp_path, k, reference)
+    print(f"kill point k={k:3d} after {ops[k - 1]:45s} resumed from {start}")
