@@ -64,7 +64,10 @@ class RunInfo:
 
     @property
     def gamma(self) -> float:
-        return float(self.train.get("gamma", float("nan")))
+        try:
+            return float(self.train.get("gamma", float("nan")))
+        except (TypeError, ValueError):  # a config.json edited by hand
+            return float("nan")
 
     @property
     def last(self) -> dict[str, Any]:
@@ -110,11 +113,16 @@ def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) else "?"
 
 
+SECTIONS = ("model", "train", "data")
+
+
 def run_info(run: RunDir) -> RunInfo:
     try:
         config = run.read_config_dict()
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, ValueError):  # absent, or not a JSON object
         config = {}
+    # A config.json edited by hand: a section that is not an object reads as empty.
+    config = {k: v for k, v in config.items() if isinstance(v, dict) or k not in SECTIONS}
     return RunInfo(
         run=run,
         state=launch.run_state(run),

@@ -242,6 +242,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
 
     from .distributed import RankLostError, shutdown
+    from .faults import RunWriteError
     from .runs import RunDir
     from .train import NonFiniteLossError, train
 
@@ -272,7 +273,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif first is not None:
             for _ in records:  # other ranks train in step, silently
                 pass
-    except (NonFiniteLossError, RankLostError) as e:
+    except (NonFiniteLossError, RankLostError, RunWriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from .builtin_data import BUILTIN_DATASETS, open_builtin
 from .dataset import DatasetError, ImageDataset, decode_to_dataset, subset_indices
-from .images import CELEBA_SIZE
+from .images import CELEBA_SIZE, MAX_BYTES
 
 __all__ = ["BUILTIN_DATASETS", "DatasetError", "ImageDataset", "open_dataset", "subset_indices"]
 
@@ -69,7 +69,9 @@ def open_dataset(
     elif zipfile.is_zipfile(path):
         zip_path = str(path.resolve())
         with zipfile.ZipFile(path) as zf:
-            files = sorted(n for n in zf.namelist() if _is_image_name(n))
+            members = zf.infolist()
+        _check_members(path, members)
+        files = sorted(m.filename for m in members if _is_image_name(m.filename))
     else:
         raise DatasetError(
             f"{name!r} is a file but not a .zip: give a folder of images, or a .zip of them."
@@ -120,14 +122,39 @@ def _is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _check_members(path: Path, members: list[zipfile.ZipInfo]) -> None:
+    """Refuse a zip with member names that climb out of it, or a zip bomb, before decoding."""
+    for m in members:
+        name = m.filename.replace("\\", "/")
+        if name.startswith("/") or ".." in name.split("/") or ":" in name.split("/")[0]:
+            raise DatasetError(
+                f"refusing the zip {str(path)!r}: its member {m.filename!r} names a path outside "
+                "the archive. Re-create the zip from a plain folder of images."
+            )
+        if m.file_size > MAX_BYTES and _is_image_name(m.filename):  # zipfile never inflates
+            # a member past its stated size, so the zip's directory is enough to refuse it
+            raise DatasetError(
+                f"refusing the zip {str(path)!r}: its member {m.filename!r} would inflate to "
+                f"{m.file_size:,} bytes from {m.compress_size:,} (a zip bomb?). Images of at "
+                f"most {MAX_BYTES // 2**20} MB each are accepted."
+            )
+
+
 def _scan_folder(root: Path) -> list[str]:
     found = []
+    inside = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         rel = os.path.relpath(dirpath, root)
         for fn in filenames:
             if _is_image_name(fn):
                 found.append(fn if rel == "." else os.path.join(rel, fn))
+                link = Path(dirpath) / fn
+                if link.is_symlink() and not link.resolve().is_relative_to(inside):
+                    raise DatasetError(
+                        f"refusing the folder {str(root)!r}: {found[-1]!r} is a symbolic link "
+                        "to a file outside it. Copy the images into the folder instead."
+                    )
     return sorted(found)
 
 

@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 from . import checkpoint_checks as checks
 from .checkpoint_checks import CheckpointError
 from .config import ConfigError, ModelConfig
+from .faults import point
 from .model import BEGAN
 from .runs import run_of
 
@@ -56,8 +57,10 @@ def save_pretrained(
     }
     state = {k: (v.to(dtype) if dtype else v).detach().cpu().contiguous() for k, v in state.items()}
     save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
+    point(f"write {WEIGHTS}")
     config = dataclasses.asdict(model.config)
     (directory / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    point(f"write {CONFIG}")
     return describe(directory, card=card, training=training)
 
 
@@ -72,8 +75,10 @@ def describe(
     directory = Path(directory)
     if training is not None:
         (directory / TRAINING).write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
+        point(f"write {TRAINING}")
     if card is not None:
         (directory / "README.md").write_text(card, encoding="utf-8")
+        point("write README.md")
     return directory
 
 

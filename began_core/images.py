@@ -14,6 +14,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from .faults import point
+
 CELEBA_SIZE = (178, 218)  # aligned CelebA images, width x height
 CELEBA_BOX = (25, 50, 153, 178)  # the BEGAN paper's 128x128 face crop (left, top, right, bottom)
 # prepare_image refuses anything larger: a decompression bomb must fail before it is decoded.
@@ -56,7 +58,9 @@ def save_grid(x: Tensor, path: str | Path, nrow: int | None = None) -> Path:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     make_grid(x, nrow).save(tmp, format="PNG")
+    point(f"write {tmp.name}")
     tmp.replace(path)
+    point(f"rename {tmp.name} -> {path.name}")
     return path
 
 

@@ -20,12 +20,14 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, RunConfig
+from .faults import point, write_error
 
 STATES = ("running", "finished", "stopped", "failed")
 LAUNCH_FILE = "launch.json"  # written by launch.py: the process that trains the run
@@ -34,11 +36,18 @@ _STEP_RE = re.compile(r"step_(\d+)")
 
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            point(f"write {tmp.name}")
+            os.fsync(f.fileno())
+            point(f"fsync {tmp.name}")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
+    point(f"rename {tmp.name} -> {path.name}")
     _fsync_dir(path.parent)
 
 
@@ -53,6 +62,7 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+    point(f"fsync {path.name}/")
 
 
 def _fsync_tree(path: Path) -> None:
@@ -60,6 +70,7 @@ def _fsync_tree(path: Path) -> None:
         if p.is_file():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
+            point(f"fsync {p.name}")
     _fsync_dir(path)
 
 
@@ -90,7 +101,17 @@ class RunDir:
         atomic_write_text(self.config_path, json.dumps(data, indent=2) + "\n")
 
     def read_config(self) -> RunConfig:
-        return RunConfig.from_dict(self.read_config_dict())
+        try:
+            return RunConfig.from_dict(self.read_config_dict())
+        except ConfigError as e:
+            if str(self.config_path) in str(e):
+                raise
+            raise ConfigError(f"{self.config_path} is not a valid run configuration: {e}") from e
+        except (TypeError, AttributeError, ValueError) as e:  # a field of the wrong type
+            raise ConfigError(
+                f"{self.config_path} is not a valid run configuration ({type(e).__name__}: "
+                f"{e}); was it edited by hand? Each checkpoint's training.json holds a copy."
+            ) from e
 
     def read_config_dict(self) -> dict[str, Any]:
         if not self.config_path.is_file():
@@ -98,27 +119,43 @@ class RunDir:
                 f"{self.path} is not a run directory (no config.json); "
                 "start a run with `python -m began_core train --out DIR`."
             )
-        return json.loads(self.config_path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(self.config_path.read_text(encoding="utf-8"))
+        except ValueError as e:  # not JSON, or not UTF-8
+            raise ConfigError(
+                f"{self.config_path} is not valid JSON ({e}); was it edited by hand? Each "
+                "checkpoint's training.json holds a copy of the run configuration."
+            ) from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.config_path} holds a {type(data).__name__}, not an object.")
+        return data
 
     # metrics.jsonl
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+        except OSError as e:
+            what = f"metrics.jsonl line of step {record.get('step')}"
+            raise (write_error(e, self.path, what) or e) from e
+        point("append metrics.jsonl")
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All complete records; a half-written last line (a writer mid-append) is ignored."""
         if not self.metrics_path.is_file():
             return []
         records = []
-        with open(self.metrics_path, encoding="utf-8") as f:
+        with open(self.metrics_path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if not line.endswith("\n"):
                     break
                 try:
-                    records.append(json.loads(line))
+                    record = json.loads(line)
                 except json.JSONDecodeError:
-                    continue
+                    continue  # garbage, or a line a crash cut short
+                if isinstance(record, dict) and isinstance(record.get("step"), int):
+                    records.append(record)
         return records
 
     def truncate_metrics(self, after_step: int) -> None:
@@ -130,13 +167,23 @@ class RunDir:
     def write_status(self, state: str, **fields: Any) -> None:
         assert state in STATES, state
         status = {"state": state, "pid": os.getpid(), "updated": time.time(), **fields}
-        atomic_write_text(self.status_path, json.dumps(status, indent=2) + "\n")
+        text = json.dumps(status, indent=2) + "\n"
+        try:
+            atomic_write_text(self.status_path, text)
+        except OSError as e:
+            if state != "failed":
+                raise (write_error(e, self.path, "status.json") or e) from e
+            # A failure must be recorded even on a full disk, where a temp file cannot be
+            # made: overwrite in place (the old status frees the space the new one needs).
+            with open(self.status_path, "w", encoding="utf-8") as f:
+                f.write(text)
 
     def read_status(self) -> dict[str, Any]:
         try:
-            return json.loads(self.status_path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            status = json.loads(self.status_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # absent, unreadable, garbage or not UTF-8
             return {"state": "unknown"}
+        return status if isinstance(status, dict) and "state" in status else {"state": "unknown"}
 
     # STOP
     def request_stop(self) -> None:
@@ -165,7 +212,7 @@ class RunDir:
             path = self.checkpoints_dir / json.loads(pointer.read_text())["path"]
             if path.is_dir():
                 return path
-        except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        except (OSError, KeyError, TypeError, ValueError):  # absent, garbage, half-written
             pass
         found = self.checkpoints()  # pointer lost: the newest complete folder
         return found[-1][1] if found else None
@@ -183,30 +230,59 @@ class RunDir:
         name = f"{'best_' if best else ''}step_{step:07d}"
         final = self.checkpoints_dir / name
         tmp = self.checkpoints_dir / f".tmp_{name}_{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        for stale in self.checkpoints_dir.glob(f".tmp_{name}_*"):  # also a killed writer's
+            shutil.rmtree(stale, ignore_errors=True)
         try:
+            tmp.mkdir()
             write(tmp)
             _fsync_tree(tmp)
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            error = write_error(e, self.path, f"checkpoint of step {step}")
+            if error is None:
+                raise
+            raise error from e
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
+        point(f"rename {tmp.name} -> {final.name}")
         _fsync_dir(self.checkpoints_dir)
-        atomic_write_text(
-            self.checkpoints_dir / ("best.json" if best else "latest.json"),
-            json.dumps({"step": step, "path": final.name}) + "\n",
-        )
+        try:
+            atomic_write_text(
+                self.checkpoints_dir / ("best.json" if best else "latest.json"),
+                json.dumps({"step": step, "path": final.name}) + "\n",
+            )
+        except OSError as e:  # the folder is complete: a resume finds it without the pointer
+            raise (write_error(e, self.path, f"pointer to checkpoint {step}") or e) from e
         if best:
             for old in self.checkpoints_dir.glob("best_step_*"):
                 if old != final:
                     shutil.rmtree(old, ignore_errors=True)
+                    point(f"delete {old.name}")
         else:
             for _, old in self.checkpoints()[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
+                point(f"delete {old.name}")
         return final
+
+    def resume_checkpoint(self, problem: Callable[[Path], str | None]) -> Path | None:
+        """The newest checkpoint a resume can use: latest.json's, or, when `problem(folder)`
+        finds it damaged (truncated weights, unreadable training state), the newest older one
+        it accepts, with a note on stderr naming what was skipped and why."""
+        latest = self.latest_checkpoint()
+        if latest is None:
+            return None
+        older = [p for _, p in reversed(self.checkpoints()) if p != latest]
+        for candidate in [latest, *older]:
+            why = problem(candidate)
+            if why is None:
+                return candidate
+            print(
+                f"note: checkpoint {candidate.name} of {self.path} is damaged ({why}); "
+                "falling back to the previous complete checkpoint.",
+                file=sys.stderr,
+            )
+        return None
 
     def best_checkpoint(self) -> Path | None:
         """The best-scoring checkpoint (a run with --score-every keeps one), or None."""

@@ -32,6 +32,7 @@ from .data import open_dataset
 from .dataset import ImageDataset
 from .distributed import Dist, hardware_name
 from .equilibrium import balance
+from .faults import write_error
 from .hub import CheckpointError, describe_mismatch, load, save_pretrained
 from .images import save_grid
 from .model import BEGAN
@@ -151,6 +152,8 @@ def train(
             run.truncate_metrics(step)
     elif d.main:
         run.create()
+        if run.metrics_path.exists():  # a restart of a run killed before its first checkpoint
+            run.truncate_metrics(0)
         meta = {
             "command": " ".join(sys.argv) if meta is None else meta.get("command", ""),
             "created": time.time(),
@@ -300,10 +303,16 @@ def train(
     except BaseException as e:
         if d.is_lost_contact(e):
             e = d.lost(e)
+        cause, e = e, write_error(e, run.path, "run's files (a sample grid)") or e
         kind = "interrupted" if isinstance(e, KeyboardInterrupt) else type(e).__name__
-        status("failed", error=f"{kind}: {e}", traceback=traceback.format_exc()[-4000:])
+        try:
+            status("failed", error=f"{kind}: {e}", traceback=traceback.format_exc()[-4000:])
+        except OSError as status_error:  # never hide the error that failed the run
+            print(f"warning: could not record the failure: {status_error}", file=sys.stderr)
         if isinstance(e, distributed.RankLostError):
             raise e from None
+        if e is not cause:
+            raise e from cause
         raise
     finally:
         if outcome == "stopped":
@@ -389,9 +398,12 @@ def _check_finite(model: BEGAN, step: int) -> None:
 def _check_resume(run: RunDir, config: RunConfig) -> Path:
     if not run.exists():
         raise ConfigError(f"cannot resume {run.path}: it is not a run directory (no config.json).")
-    checkpoint = run.latest_checkpoint()
+    checkpoint = run.resume_checkpoint(training_state.problem)
     if checkpoint is None:
-        raise ConfigError(f"cannot resume {run.path}: it has no checkpoint yet; start it afresh.")
+        none = (
+            "all its checkpoints are damaged" if run.checkpoints() else "it has no checkpoint yet"
+        )
+        raise ConfigError(f"cannot resume {run.path}: {none}; start it afresh.")
     stored = run.read_config()
     if stored.model != config.model:
         raise CheckpointError(

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from .faults import point
+
 STATE_FILE = "training_state.pt"
 
 
@@ -27,6 +29,7 @@ def save(path: Path, *, z_states: list[torch.Tensor], **values: Any) -> None:
         },
         path / STATE_FILE,
     )
+    point(f"write {STATE_FILE}")
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -34,6 +37,24 @@ def load(path: Path) -> dict[str, Any]:
     if state["rng_z"].dim() == 1:  # one process, saved before distributed training existed
         state["rng_z"] = state["rng_z"][None]
     return state
+
+
+def problem(path: Path) -> str | None:
+    """None if the checkpoint folder `path` can be resumed from, else what is wrong with it:
+    weights whose safetensors header or length is broken, a training state that will not load."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 (a safe_open handle is not a dict)
+                f.get_slice(key)
+    except Exception as e:
+        return f"model.safetensors unreadable: {e}"
+    try:
+        load(path)
+    except Exception as e:
+        return f"{STATE_FILE} unreadable: {type(e).__name__}: {e}"
+    return None
 
 
 def restore_rng(state: dict[str, Any], z_gen: torch.Generator, rank: int, world: int) -> bool:
