@@ -6,8 +6,8 @@
 
 Every checkpoint of each run (train --checkpoint-every 1000 --keep-checkpoints 20) is scored by
 `began_core.evaluate` (classifier Frechet distance, class coverage, diversity; n generated
-against n real images), beside what the run logged at that step (k_t, the held-out gap,
-augmentation p). Results are cached in OUT.json, so a rerun scores only new checkpoints.
+against n real images), beside what the run logged at that step (k_t, the held-out ratio
+L(x_held-out) / L(x_train), augmentation p). Results are cached in OUT.json, so a rerun scores only new checkpoints.
 Writes OUT.json, OUT.md (a table) and OUT.png (a figure, drawn by plotly in headless
 chromium; skipped where no chromium is found).
 """
@@ -37,6 +37,8 @@ def logged_at(run: RunDir, step: int) -> dict:
         if r["step"] > step:
             break
         out.update({k: r[k] for k in ("k_t", "heldout_gap", "augment_p") if k in r})
+        if "L_heldout" in r:
+            out["heldout_ratio"] = r["L_heldout"] / r["L_train"]
     return out
 
 
@@ -44,7 +46,8 @@ def score_runs(runs: dict[str, RunDir], n: int, cache: dict) -> dict:
     for label, run in runs.items():
         rows = cache.setdefault(label, {})
         for step, path in run.checkpoints():
-            if str(step) in rows:
+            if str(step) in rows:  # scored before: refresh only what the run logged
+                rows[str(step)].update(logged_at(run, step))
                 continue
             result = evaluate(path, n=n)
             rows[str(step)] = {k: result[k] for k in KEYS} | logged_at(run, step)
@@ -54,13 +57,13 @@ def score_runs(runs: dict[str, RunDir], n: int, cache: dict) -> dict:
 
 def table(cache: dict) -> str:
     lines = [
-        "| run | step | classifier FD | class coverage | diversity | k_t | held-out gap | p |",
+        "| run | step | classifier FD | class coverage | diversity | k_t | held-out ratio | p |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, rows in cache.items():
         for step in sorted(rows, key=int):
             r = rows[step]
-            gap = f"{r['heldout_gap']:.4f}" if "heldout_gap" in r else ""
+            gap = f"{r['heldout_ratio']:.3f}" if "heldout_ratio" in r else ""
             p = f"{r['augment_p']:.2f}" if "augment_p" in r else ""
             lines.append(
                 f"| {label} | {int(step):,} | {r['classifier_fd']:.1f} | {r['coverage']:.2f} | "
@@ -77,13 +80,13 @@ def figure(cache: dict, png: Path) -> bool:
     if not Path(chromium).exists():
         return False
     titles = ("classifier Frechet distance (n=562, lower is better)", "k<sub>t</sub>")
-    titles += ("held-out gap L(x<sub>held-out</sub>) − L(x<sub>train</sub>)",)
+    titles += ("D memorising: L(x<sub>held-out</sub>) / L(x<sub>train</sub>)",)
     fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.07)
     colors = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
     for i, (label, rows) in enumerate(cache.items()):
         steps = sorted(rows, key=int)
         x = [int(s) for s in steps]
-        for col, key in enumerate(("classifier_fd", "k_t", "heldout_gap"), start=1):
+        for col, key in enumerate(("classifier_fd", "k_t", "heldout_ratio"), start=1):
             y = [rows[s].get(key) for s in steps]
             line = {"color": colors[i % len(colors)], "width": 2.5}
             trace = go.Scatter(x=x, y=y, name=label, mode="lines+markers", line=line)

@@ -427,13 +427,14 @@ def test_explore_page_serves_the_explorer(runs_dir, monkeypatch):
 def test_small_data_options_reach_the_trainer(runs_dir, monkeypatch):
     started = []
     monkeypatch.setattr(launch, "start_run", lambda path, args: started.append((path, args)))
-    at = submit(app())  # the defaults: held-out signal and best checkpoint, no augmentation
+    at = submit(app())  # the measured defaults: translation + cutout at p 0.5, held out, scored
     args = started[-1][1]
     assert args[args.index("--heldout") + 1] == "0.05"
     assert args[args.index("--score-every") + 1] == "250"
-    assert "--augment" not in args and "--augment-p" not in args
+    assert args[args.index("--augment") + 1] == "translation,cutout"
+    assert args[args.index("--augment-p") + 1] == "0.5"
     at = app()
-    at.multiselect(key="augment").set_value(["translation", "cutout"])
+    at.checkbox(key="augment_auto").check()
     at = submit(at)
     assert not at.error
     args = started[-1][1]

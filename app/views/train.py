@@ -36,10 +36,11 @@ DEFAULTS = {  # train visibly on a 2-core CPU within a minute or two (about 0.05
     "log_every": 10,
     "sample_every": 100,
     "checkpoint_every": 500,
-    # Small data: the held-out signal and the best checkpoint cost little and change nothing
-    # else; augmentation stays off until the measurements in the README say which pays.
-    "augment": (),
-    "augment_p": "auto",
+    # Small data, as measured on the built-in faces (README: Training on small data):
+    # translation + cutout at a fixed p of 0.5 beat no augmentation from step 1,000 on and
+    # held off the drift into collapse; the adaptive p did not beat it.
+    "augment": ("translation", "cutout"),
+    "augment_p": 0.5,
     "heldout": 0.05,
     "score_every": 250,
 }
@@ -47,7 +48,9 @@ AUGMENT_HELP = (
     "Differentiable augmentation of everything D sees (not in the paper): D reconstructs "
     "T(v) for real and generated images alike, so it cannot memorise the training images "
     "as easily. On the 1,124 built-in faces D memorises them and the runs drift into mode "
-    "collapse after about 3,000 steps; the README measures what augmentation changes."
+    "collapse after about 3,000 steps. Translation + cutout at p = 0.5 kept k_t up and the "
+    "classifier Frechet distance falling to 21.9 at step 9,705, where the run without it "
+    "had drifted to 48.9 (README: Training on small data)."
 )
 HELDOUT_HELP = (
     "Share of the images D never trains on (at least 64). Their reconstruction loss against "
@@ -152,12 +155,14 @@ def launch_form(s: settings.Settings) -> None:
             )
             auto = st.checkbox(
                 "Adaptive probability p (on the held-out gap)",
-                DEFAULTS["augment_p"] == "auto",
+                False,
                 key="augment_auto",
                 help="ADA's controller, on BEGAN's own signal: p rises while the held-out gap "
                 "is above its target and falls while below. Off: a fixed p.",
             )
-            fixed = st.number_input("Fixed p", 0.0, 1.0, 0.5, 0.05, key="augment_p")
+            fixed = st.number_input(
+                "Fixed p", 0.0, 1.0, DEFAULTS["augment_p"], 0.05, key="augment_p"
+            )
             values["augment_p"] = ("auto" if auto else fixed) if values["augment"] else None
             values["score_every"] = st.number_input(
                 "Score G every (steps, 0: never)",
