@@ -25,7 +25,7 @@ def step_shown(tab) -> int:
 
 
 def test_the_classroom_plays_in_the_browser(server, page, screenshots):  # noqa: F811
-    url, runs = server
+    url, runs, *_ = server
     page.goto(f"{url}/classroom?data=grid&seed=0&gamma=0.5&speed={SPEED}")
     page.get_by_text("Classroom: BEGAN on 2-D points").wait_for()
     plane = page.get_by_test_id("stMain").get_by_test_id("stImage").locator("img").first
