@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app import classroom_charts as charts
 from began_core import points
 from began_core.classroom import Classroom
+from bench import cpu_model  # bench/bench.py, beside this script
 
 
 def frame(model: Classroom, speed: int) -> int:
@@ -38,16 +39,6 @@ def frame(model: Classroom, speed: int) -> int:
     return len(png) + sum(len(f.to_json()) for f in figures)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speeds", type=int, nargs="+", default=[20, 50])
@@ -58,7 +49,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the page uses 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{cpu_name()}, {torch.get_num_threads()} torch threads, data {args.data}")
+    print(
+        f"{cpu_model() or platform.processor() or 'unknown'}, {torch.get_num_threads()} torch threads, data {args.data}"
+    )
     print(
         "| steps per frame | frame, wall (ms) | frames/s, wall | frame, CPU (ms) | "
         "frames/s on a free core | steps/s on a free core | bytes per frame |"

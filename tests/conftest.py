@@ -50,6 +50,16 @@ def dataset():
     return TensorDataset()
 
 
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    """An empty runs folder for the dashboard, with no shipped checkpoints and not read-only."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("BEGAN_RUNS_DIR", str(root))
+    monkeypatch.setenv("BEGAN_PRETRAINED_DIR", str(tmp_path / "pretrained"))
+    monkeypatch.delenv("BEGAN_READ_ONLY", raising=False)
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(2)

@@ -28,15 +28,6 @@ FOLDER = "Folder or .zip on disk…"
 TIMEOUT = 60  # one script run, on a loaded machine; the first imports torch
 
 
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    monkeypatch.setenv("BEGAN_RUNS_DIR", str(root))
-    monkeypatch.setenv("BEGAN_PRETRAINED_DIR", str(tmp_path / "pretrained"))
-    monkeypatch.delenv("BEGAN_READ_ONLY", raising=False)
-    return root
-
-
 def app() -> AppTest:
     return AppTest.from_file(str(MAIN), default_timeout=TIMEOUT).run()
 

@@ -13,15 +13,6 @@ from test_app import app, fake_run
 pytestmark = pytest.mark.faults
 
 
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    monkeypatch.setenv("BEGAN_RUNS_DIR", str(root))
-    monkeypatch.setenv("BEGAN_PRETRAINED_DIR", str(tmp_path / "pretrained"))
-    monkeypatch.delenv("BEGAN_READ_ONLY", raising=False)
-    return root
-
-
 def test_dashboard_keeps_working_with_damaged_runs(runs_dir):
     fake_run(runs_dir, "good", records=10)
     garbage = fake_run(runs_dir, "garbage", records=10)
