@@ -20,6 +20,7 @@ import gradio as gr
 import numpy as np
 
 from app.explorer_model import DISPLAY, PC_RANGE, PC_SLIDERS, Z_SLIDERS, Explorer
+from app.served_images import ServedImages
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +33,27 @@ CSS = """
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _user_errors(fn: F) -> F:
-    """Handlers raise gr.Error with the library's message: the page shows it, the request
-    ends, and the server goes on serving."""
+def _handler(served: ServedImages) -> Callable[[F], F]:
+    """Wraps a handler: the pictures it returns go out as whole files (`app/served_images.py`
+    says why), and errors become gr.Error with the library's message: the page shows it, the
+    request ends, and the server goes on serving."""
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (ValueError, OSError) as e:  # CheckpointError, ConfigError, DatasetError too
-            raise gr.Error(str(e), print_exception=False) from e
-        except Exception as e:
-            log.exception("explorer handler %s failed", fn.__name__)
-            raise gr.Error(f"unexpected error ({type(e).__name__}): {e}") from e
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return served.files(fn(*args, **kwargs))
+            except gr.Error:
+                raise
+            except (ValueError, OSError) as e:  # CheckpointError, ConfigError, DatasetError too
+                raise gr.Error(str(e), print_exception=False) from e
+            except Exception as e:
+                log.exception("explorer handler %s failed", fn.__name__)
+                raise gr.Error(f"unexpected error ({type(e).__name__}): {e}") from e
 
-    return wrapper  # type: ignore[return-value]
+        return wrapper  # type: ignore[return-value]
+
+    return wrap
 
 
 # --------------------------------------------------------------------------- the app
@@ -86,6 +91,7 @@ def build_explorer(
     choices = ex.choices()
     first = ex.default_choice()
     picture = dict(format="png", elem_classes="pixelated", interactive=False)
+    handler = _handler(ServedImages())
 
     with gr.Blocks(title="BEGAN explorer", analytics_enabled=False) as demo:
         gr.Markdown(
@@ -224,7 +230,7 @@ def build_explorer(
         # Handlers: each is a thin call into the Explorer; errors become gr.Error messages.
         n_z, n_pc = len(z_sliders), len(pc_sliders)
 
-        @_user_errors
+        @handler
         def on_model(key: str | None, seed_value: float | None) -> list[Any]:
             """A checkpoint chosen: its description, sliders for it, an image, dataset images.
             One that cannot be loaded is reported in the description (and a warning)."""
@@ -261,7 +267,7 @@ def build_explorer(
                 images = []
             return [ex.describe(key), *z_updates, *pc_updates, picture_, images]
 
-        @_user_errors
+        @handler
         def on_seed(key: str | None, seed_value: float | None, *amounts: float) -> list[Any]:
             if not key:
                 return [gr.skip()] * (n_z + 1)
@@ -269,19 +275,19 @@ def build_explorer(
             z_head += [0.0] * (n_z - len(z_head))
             return [*z_head, ex.generate(key, int(seed_value or 0), z_head, list(amounts))]
 
-        @_user_errors
+        @handler
         def render(key: str, seed_value: float, *values: float) -> np.ndarray:
             return ex.generate(key, int(seed_value or 0), list(values[:n_z]), list(values[n_z:]))
 
-        @_user_errors
+        @handler
         def sample_grid(key: str, seed_value: float, n: float) -> np.ndarray:
             return ex.grid(key, int(seed_value or 0), int(n))
 
-        @_user_errors
+        @handler
         def interpolation(key: str, a: float, b: float, steps: float, path: str) -> np.ndarray:
             return ex.interpolation(key, int(a or 0), int(b or 0), int(steps), path)
 
-        @_user_errors
+        @handler
         def mirror(
             key: str,
             picture_: Any,
@@ -302,20 +308,20 @@ def build_explorer(
                 gr.Info("; ".join(notes))
             return both, path, text
 
-        @_user_errors
+        @handler
         def pick(key: str, index: float | None) -> np.ndarray:
             return ex.dataset_image(key, int(index or 0))
 
-        @_user_errors
+        @handler
         def selected(key: str, evt: gr.SelectData) -> tuple[int, np.ndarray]:
             index = int(ex.dataset_indices(key)[evt.index])
             return index, ex.dataset_image(key, index)
 
-        @_user_errors
+        @handler
         def gamma(keys: list[str], seed_value: float, n: float) -> list[tuple[np.ndarray, str]]:
             return ex.gamma(list(keys or []), int(seed_value or 0), int(n))
 
-        @_user_errors
+        @handler
         def load_hub(repo_id: str, keys: list[str] | None) -> tuple[Any, Any]:
             repo_id = (repo_id or "").strip()
             if not repo_id:
@@ -329,7 +335,7 @@ def build_explorer(
                 gr.update(choices=choices_, value=compared),
             )
 
-        @_user_errors
+        @handler
         def on_refresh(key: str | None, keys: list[str] | None) -> tuple[Any, Any]:
             ex.refresh()
             choices_ = ex.choices() + ex.hub_choices()

@@ -73,11 +73,15 @@ def serve(pretrained: Path, runs: Path, queue_size: int = 64):
     return demo, f"http://127.0.0.1:{port}/"
 
 
-def requests(image: Path):
-    """(kind, args, api_name) of each request a client cycles through."""
+def requests(image: Path, same: bool = False):
+    """(kind, args, api_name) of each request a client cycles through. `same`: every client
+    asks for one and the same 64-image grid, again and again, so that the same picture is
+    rendered and served by several requests at once."""
     from gradio_client import handle_file
 
     first = "pretrained/a-gamma0.3"
+    if same:
+        yield from itertools.repeat(("grid", (first, 0, 64), "/sample_grid"))
     n_sliders = explorer_model.Z_SLIDERS + explorer_model.PC_SLIDERS
     keys = [f"pretrained/{n}-gamma{g}" for n, g in GAMMAS.items()]
     for i in itertools.count():
@@ -96,9 +100,11 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def load(url: str, image: Path, clients: int = 8, seconds: float = 20.0) -> dict:
-    """`clients` threads, each its own gradio_client, send requests for `seconds`; waits for
-    every answer (or REQUEST_TIMEOUT) and returns the figures."""
+def load(
+    url: str, image: Path, clients: int = 8, seconds: float = 20.0, same: bool = False
+) -> dict:
+    """`clients` threads, each its own gradio_client, send requests for `seconds` (all the same
+    one with `same`); waits for every answer (or REQUEST_TIMEOUT) and returns the figures."""
     from gradio_client import Client
 
     results: list[tuple[str, str, float, str]] = []  # (kind, outcome, seconds, error)
@@ -108,7 +114,7 @@ def load(url: str, image: Path, clients: int = 8, seconds: float = 20.0) -> dict
 
     def one_client(index: int) -> None:
         client = Client(url, verbose=False)
-        work = requests(image)
+        work = requests(image, same)
         for _ in range(index):  # clients start at different points of the cycle
             next(work)
         while time.monotonic() < deadline:
@@ -160,6 +166,9 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--queue", type=int, default=64, help="Gradio's queue size (the server's 64)")
+    p.add_argument(
+        "--same", action="store_true", help="every client asks for the same picture, at once"
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -167,7 +176,7 @@ def main() -> int:
         pretrained, runs, image = make_checkpoints(Path(tmp))
         demo, url = serve(pretrained, runs, args.queue)
         try:
-            figures = load(url, image, args.clients, args.seconds)
+            figures = load(url, image, args.clients, args.seconds, args.same)
         finally:
             demo.close()
     print(json.dumps(figures, indent=2))
