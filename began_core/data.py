@@ -25,6 +25,13 @@ __all__ = ["BUILTIN_DATASETS", "DatasetError", "ImageDataset", "open_dataset", "
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 CACHE_MIN_FILES = 1000  # cache folders / zips with at least this many files as .npy
+# Zip bombs: beside each image's own limit (images.MAX_BYTES), what all the images of a zip
+# inflate to, and how many times over. Images barely deflate (PNG, JPEG and WebP are compressed
+# already; even a BMP of a flat colour rarely reaches 100 times), while a bomb of zeros inflates
+# about 1,000 times, and one whose directory entries share a member far more.
+MAX_ZIP_TOTAL = 16 * 2**30
+MAX_ZIP_RATIO = 100
+ZIP_RATIO_FROM = 64 * 2**20  # smaller zips may deflate as well as they like: they are small
 
 
 def _positive_int(value, what: str, example: str) -> None:
@@ -123,7 +130,8 @@ def _is_image_name(name: str) -> bool:
 
 
 def _check_members(path: Path, members: list[zipfile.ZipInfo]) -> None:
-    """Refuse a zip with member names that climb out of it, or a zip bomb, before decoding."""
+    """Refuse a zip with member names that climb out of it, or a zip bomb (an image, or all of
+    them, too large or inflating too many times over), from its directory, before decoding."""
     for m in members:
         name = m.filename.replace("\\", "/")
         if name.startswith("/") or ".." in name.split("/") or ":" in name.split("/")[0]:
@@ -138,6 +146,21 @@ def _check_members(path: Path, members: list[zipfile.ZipInfo]) -> None:
                 f"{m.file_size:,} bytes from {m.compress_size:,} (a zip bomb?). Images of at "
                 f"most {MAX_BYTES // 2**20} MB each are accepted."
             )
+    images = [m for m in members if _is_image_name(m.filename)]
+    total, packed = sum(m.file_size for m in images), sum(m.compress_size for m in images)
+    if total > MAX_ZIP_TOTAL:
+        raise DatasetError(
+            f"refusing the zip {str(path)!r}: its images would inflate to {total:,} bytes in "
+            f"all, from a file of {path.stat().st_size:,} (a zip bomb?). At most {MAX_ZIP_TOTAL // 2**30} GB of images "
+            "in one zip are accepted: split it, or unpack it and give the folder."
+        )
+    if total > ZIP_RATIO_FROM and total > MAX_ZIP_RATIO * packed:
+        ratio = total / max(packed, 1)
+        raise DatasetError(
+            f"refusing the zip {str(path)!r}: its images would inflate {ratio:,.0f} "
+            f"times, to {total:,} bytes from {packed:,} (a zip bomb?). Image files compress "
+            f"far less than {MAX_ZIP_RATIO} times: re-create the zip from the image files."
+        )
 
 
 def _scan_folder(root: Path) -> list[str]:

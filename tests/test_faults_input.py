@@ -117,10 +117,31 @@ def make_zip(path, members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED):
     return path
 
 
+def overlapping_zip(path, copies: int, size: int, compression=zipfile.ZIP_STORED):
+    """An overlapping zip bomb: one member of `size` zero bytes that `copies` entries of the
+    zip's directory all point to. The file holds the member once; its directory declares
+    `copies` x `size` bytes, and each entry alone is small enough to pass."""
+    make_zip(path, {"0000.png": b"\0" * size}, compression)
+    data = path.read_bytes()
+    end = data.rindex(b"PK\x05\x06")  # end of central directory
+    start = struct.unpack_from("<I", data, end + 16)[0]
+    entry = data[start:end]
+    entries = b"".join(entry.replace(b"0000.png", b"%04d.png" % i) for i in range(copies))
+    tail = bytearray(data[end:])
+    struct.pack_into("<HHI", tail, 8, copies, copies, len(entries))
+    path.write_bytes(data[:start] + entries + bytes(tail))
+    return path
+
+
 def data_case(kind: str, root):
     root.mkdir(exist_ok=True)
     if kind == "zip bomb":  # 25 MB of zeros deflate to 25 KB
         return make_zip(root / "bomb.zip", {"a.png": png(), "b.png": b"\0" * (25 * 2**20)})
+    if kind == "zip bomb of many members, each under the limit":  # 1,100 x 16 MiB, in 16 MiB
+        return overlapping_zip(root / "many.zip", 1100, 16 * 2**20)
+    if kind == "zip bomb inflating 1,000 times":  # 8 x 10 MB of zeros, in 80 KB
+        zeros = {f"{i}.png": b"\0" * (10 * 2**20) for i in range(8)}
+        return make_zip(root / "ratio.zip", {"a.png": png(), **zeros})
     if kind == "../ in a zip":
         return make_zip(root / "up.zip", {"ok.png": png(), "../../evil.png": png()})
     if kind == "absolute name in a zip":
@@ -157,6 +178,11 @@ def data_case(kind: str, root):
 
 DATA = [
     ("zip bomb", "would inflate to 26,214,400 bytes"),
+    (
+        "zip bomb of many members, each under the limit",
+        "would inflate to 18,454,937,600 bytes in all, from a file of 16,8",
+    ),
+    ("zip bomb inflating 1,000 times", "Image files compress far less than 100 times"),
     ("../ in a zip", "names a path outside the archive"),
     ("absolute name in a zip", "names a path outside the archive"),
     ("symlink out of the folder", "is a symbolic link to a file outside it"),
@@ -184,6 +210,18 @@ def test_symlink_inside_the_folder_is_fine(tmp_path, monkeypatch):
     (folder / "a.png").write_bytes(png())
     os.symlink(folder / "a.png", folder / "b.png")
     assert len(open_dataset(folder, 32, 3)) == 2
+
+
+def test_small_zip_of_images_that_deflate_well_is_fine(tmp_path, monkeypatch):
+    """The ratio guard spares small zips: flat-colour BMPs deflate hundreds of times."""
+    monkeypatch.setenv("BEGAN_CACHE", str(tmp_path / "cache"))
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), (250, 250, 250)).save(buf, "BMP")
+    path = make_zip(tmp_path / "flat.zip", {f"{i}.bmp": buf.getvalue() for i in range(4)})
+    with zipfile.ZipFile(path) as zf:
+        members = zf.infolist()
+    assert sum(m.file_size for m in members) > 100 * sum(m.compress_size for m in members)
+    assert len(open_dataset(path, 32, 3)) == 4
 
 
 # ------------------------------------------------------------------ checkpoint folders
