@@ -123,6 +123,9 @@ def _controls(info: widgets.RunInfo) -> None:
 
 
 def _problems(info: widgets.RunInfo, read_only: bool) -> None:
+    config_problem = info.config_problem(read_only)
+    if config_problem:
+        st.warning(f"**Its configuration is invalid.** {config_problem}", icon=":material/warning:")
     if info.state == "failed":
         error = launch.run_error(info.run) or "the run failed"
         first, _, rest = error.partition("\n")

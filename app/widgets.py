@@ -45,6 +45,7 @@ class RunInfo:
     config: dict[str, Any] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
+    config_error: str | None = None  # why config.json is not a valid run configuration
 
     @property
     def name(self) -> str:
@@ -93,6 +94,13 @@ class RunInfo:
     def active(self) -> bool:
         return self.state in launch.ACTIVE
 
+    def config_problem(self, read_only: bool) -> str | None:
+        """What is wrong with config.json, as the library says it; a public page names the
+        run instead of its folder on the server."""
+        if self.config_error is None or not read_only:
+            return self.config_error
+        return self.config_error.replace(str(self.run.path), self.name)
+
     def params(self) -> dict[str, str]:
         """The settings a user picks when launching, as short labels."""
         t, m = self.train, self.model
@@ -117,10 +125,14 @@ SECTIONS = ("model", "train", "data")
 
 
 def run_info(run: RunDir) -> RunInfo:
+    config, error = {}, None
     try:
         config = run.read_config_dict()
-    except (FileNotFoundError, ValueError):  # absent, or not a JSON object
-        config = {}
+        run.read_config()  # the checks a resume makes, for their message
+    except FileNotFoundError:  # not written yet
+        pass
+    except ValueError as e:  # not JSON, not an object, or not a valid configuration
+        error = str(e)
     # A config.json edited by hand: a section that is not an object reads as empty.
     config = {k: v for k, v in config.items() if isinstance(v, dict) or k not in SECTIONS}
     return RunInfo(
@@ -129,6 +141,7 @@ def run_info(run: RunDir) -> RunInfo:
         config=config,
         records=metrics(run),
         status=run.read_status(),
+        config_error=error,
     )
 
 

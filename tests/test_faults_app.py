@@ -1,6 +1,7 @@
 """The dashboard with damaged runs: garbage in metrics.jsonl, a config.json edited by hand into
 something invalid, a run folder deleted while the page shows it. The page keeps working."""
 
+import re
 import shutil
 
 import pytest
@@ -8,7 +9,10 @@ import pytest
 pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 
-from test_app import app, fake_run
+from test_app import app, fake_run, texts
+from test_faults_runs import CONFIGS
+
+from began_core.config import ConfigError
 
 pytestmark = pytest.mark.faults
 
@@ -30,3 +34,49 @@ def test_dashboard_keeps_working_with_damaged_runs(runs_dir):
     shutil.rmtree(bad.path)  # deleted while the page shows it
     at.run()
     assert not at.exception
+
+
+def hand_edited_runs(runs_dir) -> dict[str, tuple[str, str]]:
+    """One run per config.json of test_faults_runs.CONFIGS: its name -> (what the CLI says
+    is wrong, as the library words it; the phrase the table expects)."""
+    said = {}
+    for case, text, phrase in CONFIGS:
+        run = fake_run(runs_dir, re.sub(r"\W+", "-", case), records=5)
+        if isinstance(text, bytes):
+            run.config_path.write_bytes(text)
+        else:
+            run.config_path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            run.read_config()
+        said[run.path.name] = (str(info.value), phrase)
+    return said
+
+
+def test_dashboard_says_what_is_wrong_with_a_hand_edited_config(runs_dir):
+    said = hand_edited_runs(runs_dir)
+    at = app()
+    for name, (message, phrase) in said.items():
+        at.selectbox(key="run").set_value(name)
+        at.run()
+        assert not at.exception, name
+        warning = texts(at, "warning")
+        assert f"Its configuration is invalid.** {message}" in warning and phrase in warning
+    at.switch_page("views/runs.py").run()
+    assert not at.exception
+    for name, (message, _) in said.items():
+        assert f"**{name}**: {message}" in texts(at, "warning")
+
+
+def test_read_only_dashboard_says_it_without_server_paths(runs_dir, monkeypatch):
+    monkeypatch.setenv("BEGAN_READ_ONLY", "1")
+    said = hand_edited_runs(runs_dir)
+    at = app()
+    name = next(n for n, (m, _) in said.items() if "unknown TrainConfig keys" in m)
+    at.selectbox(key="run").set_value(name)
+    at.run()
+    warning = texts(at, "warning")
+    assert f"{name}/config.json" in warning and "unknown TrainConfig keys ['gamam']" in warning
+    assert str(runs_dir) not in warning
+    at.switch_page("views/runs.py").run()
+    warnings = texts(at, "warning")
+    assert all(f"**{n}**: " in warnings for n in said) and str(runs_dir) not in warnings

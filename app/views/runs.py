@@ -15,7 +15,7 @@ from began_core.runs import list_runs
 MAX_COMPARED = 8
 
 
-def runs_table(infos: list[widgets.RunInfo]) -> None:
+def runs_table(infos: list[widgets.RunInfo], read_only: bool) -> None:
     rows = []
     for info in infos:
         p, last = info.params(), info.last
@@ -50,6 +50,10 @@ def runs_table(infos: list[widgets.RunInfo]) -> None:
             "images/s": st.column_config.NumberColumn(format="%.0f"),
         },
     )
+    for info in infos:
+        problem = info.config_problem(read_only)
+        if problem:
+            st.warning(f"**{info.name}**: {problem}", icon=":material/warning:")
     watch, go = st.columns([0.7, 0.3], vertical_alignment="bottom")
     name = watch.selectbox("Watch a run live", [i.name for i in infos], key="watch")
     if go.button("Open in Train", icon=":material/monitoring:", width="stretch"):
@@ -193,7 +197,7 @@ def runs_and_compare(root: str, read_only: bool, was_active: bool) -> None:
     infos = [widgets.run_info(r) for r in runs]
     if any(i.active for i in infos) != was_active:
         st.rerun()  # switch the refresh on or off
-    runs_table(infos)
+    runs_table(infos, read_only)
     compare(infos)
 
 
