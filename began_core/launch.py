@@ -285,7 +285,10 @@ def run_error(run: RunDir | str | os.PathLike, lines: int = 20) -> str | None:
         return tail or "the training process ended before its first step"
     if status.get("state") == "failed":
         return status.get("error") or tail or "the run failed"
-    return "the training process ended without a word (killed?)" + (f"\n{tail}" if tail else "")
+    # status.json still says running: the process was killed, or could not write its end
+    # (a full disk or a folder turned read-only; its last words are then in the log).
+    why = "the training process ended without recording why (killed? a full or read-only disk?)"
+    return why + (f"\n{tail}" if tail else "")
 
 
 def log_tail(run: RunDir | str | os.PathLike, lines: int = 20) -> str:

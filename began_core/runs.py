@@ -175,8 +175,12 @@ class RunDir:
                 raise (write_error(e, self.path, "status.json") or e) from e
             # A failure must be recorded even on a full disk, where a temp file cannot be
             # made: overwrite in place (the old status frees the space the new one needs).
-            with open(self.status_path, "w", encoding="utf-8") as f:
-                f.write(text)
+            try:
+                with open(self.status_path, "w", encoding="utf-8") as f:
+                    f.write(text)
+            except OSError as e2:  # a read-only folder: nothing can record it
+                what = "failure of the run (status.json)"
+                raise (write_error(e2, self.path, what) or e2) from e2
 
     def read_status(self) -> dict[str, Any]:
         try:

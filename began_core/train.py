@@ -308,7 +308,12 @@ def train(
         try:
             status("failed", error=f"{kind}: {e}", traceback=traceback.format_exc()[-4000:])
         except OSError as status_error:  # never hide the error that failed the run
-            print(f"warning: could not record the failure: {status_error}", file=sys.stderr)
+            print(
+                f"warning: the run could not be marked failed: {status_error} Until then "
+                "status.json says it is running; the dashboard shows it failed once this process "
+                "has ended.",
+                file=sys.stderr,
+            )
         if isinstance(e, distributed.RankLostError):
             raise e from None
         if e is not cause:

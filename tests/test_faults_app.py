@@ -12,7 +12,10 @@ pytest.importorskip("plotly")
 from test_app import app, fake_run, texts
 from test_faults_runs import CONFIGS
 
+from began_core import launch
 from began_core.config import ConfigError
+
+from conftest import dead_pid
 
 pytestmark = pytest.mark.faults
 
@@ -80,3 +83,31 @@ def test_read_only_dashboard_says_it_without_server_paths(runs_dir, monkeypatch)
     at.switch_page("views/runs.py").run()
     warnings = texts(at, "warning")
     assert all(f"**{n}**: " in warnings for n in said) and str(runs_dir) not in warnings
+
+
+STALE_LOG = (
+    "error: runs/stale is not writable (read-only or permission denied): the metrics.jsonl "
+    "line of step 82 could not be written. Make the folder writable, then resume with "
+    "--resume runs/stale; the last complete checkpoint is kept.\n"
+)
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["writable", "read-only"])
+def test_running_status_of_an_ended_trainer_shows_failed(runs_dir, monkeypatch, read_only):
+    """A folder turned read-only: status.json still says running, the trainer has ended and
+    its last words went to the log. The page shows a failed run and why, never a live one."""
+    if read_only:
+        monkeypatch.setenv("BEGAN_READ_ONLY", "1")
+    run = fake_run(runs_dir, "stale", state="running", pid=dead_pid())
+    (run.path / launch.LOG_FILE).write_text(STALE_LOG)
+    assert run.read_status()["state"] == "running"
+    at = app()
+    assert not at.exception
+    error = texts(at, "error")
+    assert "This run failed.** the training process ended without recording why" in error
+    assert "failed" in texts(at, "markdown") and "running" not in texts(at, "markdown")
+    assert not [b for b in at.button if b.key and b.key.startswith("stop::")]
+    logged = "is not writable" in "\n".join(c.value for c in at.code)
+    assert logged is not read_only  # a public page shows no server log
+    at.switch_page("views/runs.py").run()
+    assert list(at.dataframe[0].value["status"]) == ["✗ failed"]

@@ -9,6 +9,8 @@ errors the libraries raise: OSError(ENOSPC), safetensors' "os error 28", torch's
 """
 
 import errno
+import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 import torch
 from safetensors import SafetensorError
 
-from began_core import hub, runs, training_state
+from began_core import hub, launch, runs, training_state
 from began_core import train as train_module
 from began_core.cli import main
 from began_core.faults import RunWriteError
@@ -24,7 +26,7 @@ from began_core.hub import load
 from began_core.runs import RunDir
 from began_core.train import train
 
-from conftest import SHORT, TINY, TensorDataset, tiny_config
+from conftest import SHORT, TINY, TensorDataset, dead_pid, tiny_config
 
 pytestmark = pytest.mark.faults
 
@@ -144,6 +146,43 @@ def test_failed_write_is_clear_marks_failed_and_resumes(
     assert same_weights(run, reference)
 
 
+def read_only_warning(err: str, run: RunDir) -> str:
+    """The trainer's warning that status.json could not say "failed", checked for the folder
+    and the fix."""
+    warning = next(line for line in err.splitlines() if line.startswith("warning: "))
+    assert "could not be marked failed" in warning and "(status.json)" in warning
+    assert f"{run.path} is not writable" in warning and "Make the folder writable" in warning
+    assert f"resume with --resume {run.path}" in warning
+    return warning
+
+
+def test_status_json_on_a_read_only_folder_is_said_and_readers_see_a_failed_run(
+    tmp_path, monkeypatch, capsys, reference
+):
+    """Every write fails once the folder turns read-only, the failure's status.json too (temp
+    file and in place): the error and a warning say so, and a reader of the stale "running"
+    with the trainer's pid gone reports the run failed."""
+    armed = {"on": False}
+    denied = OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(runs, "open", raise_when(armed, denied, open), raising=False)
+    real = runs.atomic_write_text
+    monkeypatch.setattr(runs, "atomic_write_text", raise_when(armed, denied, real))
+    run = RunDir(tmp_path / "run")
+    error = train_until_fault(run, armed)
+    assert f"{run.path} is not writable" in str(error)
+    read_only_warning(capsys.readouterr().err, run)
+    armed["on"] = False
+    status = run.read_status()
+    assert status["state"] == "running" and status["pid"] == os.getpid()
+    run.status_path.write_text(json.dumps({**status, "pid": dead_pid()}))  # the trainer ended
+    assert launch.run_state(run) == "failed"
+    assert launch.run_error(run).startswith("the training process ended without recording why")
+    assert training_state.problem(run.latest_checkpoint()) is None
+    list(train(CONFIG, run.path, dataset=TensorDataset(), resume=True))
+    assert run.read_status()["state"] == "finished"
+    assert same_weights(run, reference)
+
+
 def test_cli_says_the_disk_is_full_in_one_line(tmp_path, monkeypatch, capsys):
     """The issue's first report: torch's 'unexpected pos' on the first checkpoint."""
 
@@ -231,7 +270,7 @@ def test_disk_fills_after_a_checkpoint_then_space_is_freed_and_the_run_resumes(t
     assert same_weights(run, reference)
 
 
-def test_run_folder_turns_read_only_then_writable_and_the_run_resumes(tmpfs, reference):
+def test_run_folder_turns_read_only_then_writable_and_the_run_resumes(tmpfs, reference, capsys):
     root = tmpfs("8m")
     run = RunDir(root / "run")
     with pytest.raises(RunWriteError) as info:
@@ -243,6 +282,7 @@ def test_run_folder_turns_read_only_then_writable_and_the_run_resumes(tmpfs, ref
     # status.json cannot say "failed" on a read-only disk: it still says running, with the
     # pid of a process that has ended, which the dashboard reports as a crash.
     assert run.read_status()["state"] == "running"
+    read_only_warning(capsys.readouterr().err, run)
     assert training_state.problem(run.latest_checkpoint()) is None
     subprocess.run(["mount", "-o", "remount,rw", str(root)], check=True)
     list(train(CONFIG, run.path, dataset=TensorDataset(), resume=True))
