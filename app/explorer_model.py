@@ -190,7 +190,8 @@ class Explorer:
                 # Never as inference tensors, even when a handler under inference_mode asks
                 # first: inversion differentiates through G, and PCA reads weight versions.
                 with torch.inference_mode(False):
-                    model = load(source, device=self.device)
+                    # A typed Hub id never reaches a local folder of the same name.
+                    model = load(source, device=self.device, allow_local=ckpt is not None)
             except CheckpointError as e:  # name the folder as the list does, not by its path
                 message = str(e).replace(str(source), key) if ckpt else str(e)
                 raise CheckpointError(message) from None

@@ -126,6 +126,7 @@ def load(
     device: str | torch.device = "cpu",
     revision: str | None = None,
     expect: ModelConfig | None = None,
+    allow_local: bool = True,
 ) -> BEGAN:
     """Load a checkpoint from a local folder or a Hub repo id, in eval mode.
 
@@ -133,12 +134,14 @@ def load(
     `revision`. `expect` demands a given architecture (a resume, say) and names every field
     that differs. Errors are `CheckpointError`s that say what is wrong and what to do, never a
     stack trace from deep inside a download. Nothing is allocated for a checkpoint before its
-    config and its safetensors header pass `checkpoint_checks`.
+    config and its safetensors header pass `checkpoint_checks`. `allow_local=False` takes
+    the name as a Hub repo id whatever folders exist here: for names typed by the public,
+    who must not read or probe this machine's folders.
     """
     local = Path(name_or_path)
-    if local.is_dir():
+    if allow_local and local.is_dir():
         model = _load_local(local)
-    elif _looks_like_path(str(name_or_path)):
+    elif allow_local and _looks_like_path(str(name_or_path)):
         raise CheckpointError(
             f"no checkpoint folder at {local}: expected a folder holding {CONFIG} and {WEIGHTS}, "
             "or a Hugging Face repo id such as 'user/began-faces'."

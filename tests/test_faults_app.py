@@ -3,17 +3,22 @@ something invalid, a run folder deleted while the page shows it. The page keeps 
 
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
+from PIL import Image
 
 pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 
-from test_app import app, fake_run, texts
+from streamlit.testing.v1 import AppTest
+from test_app import FOLDER, MAIN, TIMEOUT, app, fake_run, texts
 from test_faults_runs import CONFIGS
 
 from began_core import launch
 from began_core.config import ConfigError
+from began_core.runs import RunDir
 
 from conftest import dead_pid
 
@@ -111,3 +116,166 @@ def test_running_status_of_an_ended_trainer_shows_failed(runs_dir, monkeypatch, 
     assert logged is not read_only  # a public page shows no server log
     at.switch_page("views/runs.py").run()
     assert list(at.dataframe[0].value["status"]) == ["✗ failed"]
+
+
+# ---------------------------------------------------------------- read-only mode refuses
+
+READ_ONLY_SAYS = "it starts, stops and deletes nothing"
+
+
+def files(*roots) -> dict[str, tuple[int, int]]:
+    """Every file under `roots` with its size and modification time: what a refused request
+    must leave as it was."""
+    return {
+        str(p): (p.stat().st_size, p.stat().st_mtime_ns)
+        for root in roots
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def fill_launch_form(at, outside) -> None:
+    at.text_input(key="run_name").input("intruder")
+    at.button(key="FormSubmitter:launch-Start training").click()
+
+
+def fill_launch_form_outside(at, outside) -> None:
+    at.selectbox(key="data").set_value(FOLDER).run()
+    at.text_input(key="data_path").input(str(outside))
+    fill_launch_form(at, outside)
+
+
+def click_stop(at, outside) -> None:
+    at.selectbox(key="run").set_value("live").run()
+    at.button(key="stop::live").click()
+
+
+def click_resume(at, outside) -> None:
+    at.selectbox(key="run").set_value("paused").run()
+    at.number_input(key="resume_steps::paused").set_value(500)
+    at.button(key="resume::paused").click()
+
+
+def click_delete(at, outside) -> None:
+    at.selectbox(key="run").set_value("paused").run()
+    at.button(key="delete::paused").click()
+
+
+# (request, the widget events a client sends, what acting on it would do)
+REQUESTS = [
+    ("start a run from the form", fill_launch_form, "spawn"),
+    ("start a run on a folder outside", fill_launch_form_outside, "read outside"),
+    ("stop a running run", click_stop, "stop"),
+    ("resume a stopped run", click_resume, "spawn"),
+    ("delete a run", click_delete, "delete"),
+]
+
+
+@pytest.fixture
+def live_trainer():
+    """A process that passes for a live trainer (its command line names began_core)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "began_core"])
+    yield proc
+    proc.kill()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("read_only", [True, False], ids=["read-only", "writable"])
+@pytest.mark.parametrize(("send", "acts"), [r[1:] for r in REQUESTS], ids=[r[0] for r in REQUESTS])
+def test_read_only_refuses_every_start_stop_and_delete(
+    runs_dir, tmp_path, monkeypatch, live_trainer, send, acts, read_only
+):
+    """The widget events of every action that starts, stops or deletes, sent as a client
+    can send them (forged: a read-only page never draws these widgets), reach nothing and
+    change no file; the page says it is read-only. Writable, the same events act, which is
+    what makes the read-only case mean something."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.new("RGB", (32, 32)).save(outside / "a.png")
+    fake_run(runs_dir, "paused", state="stopped")
+    fake_run(runs_dir, "live", state="running", pid=live_trainer.pid)
+    done = []
+    monkeypatch.setattr(launch, "_spawn", lambda run, args: done.append("spawn") or 1)
+    real_check = launch.check_data
+    monkeypatch.setattr(
+        launch, "check_data", lambda s, *a: done.append(f"read {s}") or real_check(s, *a)
+    )
+    at = app()
+    assert launch.run_state(RunDir(runs_dir / "live")) == "running"
+    send(at, outside)
+    done.clear()
+    before = files(runs_dir, outside)
+    if read_only:
+        monkeypatch.setenv("BEGAN_READ_ONLY", "1")
+    at.run()
+    # (Writable, Stop's fragment rerun fails under AppTest, which reruns the whole page.)
+    assert not at.exception or not read_only
+    stopped = live_trainer.poll() is not None or RunDir(runs_dir / "live").stop_requested()
+    happened = {
+        "spawn": "spawn" in done,
+        "read outside": f"read {outside}" in done,
+        "stop": stopped,
+        "delete": not (runs_dir / "paused").exists(),
+    }
+    assert happened[acts] is not read_only
+    if read_only:
+        assert READ_ONLY_SAYS in texts(at.sidebar, "info")
+        assert done == [] and not stopped and files(runs_dir, outside) == before
+
+
+def test_read_only_reads_no_run_outside_its_folder(runs_dir, tmp_path, monkeypatch):
+    """A link naming a run outside the runs folder (?run=../secret) shows a run of its own."""
+    monkeypatch.setenv("BEGAN_READ_ONLY", "1")
+    fake_run(runs_dir, "shown")
+    fake_run(tmp_path, "secret", gamma=0.9)
+    for asked in ("../secret", str(tmp_path / "secret"), "shown/../../secret"):
+        at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
+        at.query_params["run"] = asked
+        at.run()
+        assert not at.exception
+        assert at.selectbox(key="run").value == "shown" and at.query_params["run"] == "shown"
+        assert "secret" not in texts(at, "markdown") and "0.9" not in texts(at, "markdown")
+
+
+def test_read_only_classroom_starts_and_writes_nothing(runs_dir, tmp_path, monkeypatch):
+    """The Classroom trains its toy inside the page: every button, and no process, no file."""
+    monkeypatch.setenv("BEGAN_READ_ONLY", "1")
+    fake_run(runs_dir, "shown")
+    before = files(tmp_path)
+    at = app().switch_page("views/classroom.py").run()
+    keys = [b.key for b in at.button if b.key]
+    assert len(keys) >= 3
+    for key in keys:
+        at.button(key=key).click().run()
+        assert not at.exception, key
+    assert files(tmp_path) == before and not launch._children
+
+
+def test_explorer_reads_no_folder_outside_its_lists(tmp_path, monkeypatch):
+    """A name typed into the explorer (a public page) that is also a local folder's path is
+    taken as a Hub repo id: no local checkpoint outside its lists is loaded, and no error
+    tells which folders exist."""
+    from app import explorer_model
+    from began_core import hub
+    from began_core.config import ModelConfig
+    from began_core.model import BEGAN
+
+    monkeypatch.chdir(tmp_path)
+    model = BEGAN(ModelConfig(resolution=32, n=8, Nh=16, Nz=16))
+    hub.save_pretrained(model, tmp_path / "elsewhere" / "ckpt")
+    asked = []
+
+    def offline(repo_id, revision):
+        asked.append((repo_id, revision))
+        raise hub.CheckpointError(f"{repo_id} is not on the Hub")
+
+    monkeypatch.setattr(hub, "_load_hub", offline)
+    ex = explorer_model.Explorer(tmp_path / "pretrained", tmp_path / "runs")
+    said = []
+    for key in ("elsewhere/ckpt", "elsewhere/none", "nowhere/none"):
+        with pytest.raises(hub.CheckpointError) as info:
+            ex.model(key)
+        said.append(str(info.value).replace(key, "KEY"))
+    assert asked == [("elsewhere/ckpt", None), ("elsewhere/none", None), ("nowhere/none", None)]
+    assert said == ["KEY is not on the Hub"] * 3  # an existing folder reads like any other
+    assert hub.load("elsewhere/ckpt").config == model.config  # the CLI still loads it by path
