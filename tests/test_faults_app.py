@@ -1,5 +1,8 @@
 """The dashboard with damaged runs: garbage in metrics.jsonl, a config.json edited by hand into
-something invalid, a run folder deleted while the page shows it. The page keeps working."""
+something invalid (shown with the library's message), a run folder deleted while the page shows
+it, a "running" status left by a trainer that could not write its end. The page keeps working.
+And the read-only dashboard (with the explorer it frames) refuses every request that would
+start, stop, delete or read outside its folders."""
 
 import re
 import shutil
