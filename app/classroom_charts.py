@@ -7,6 +7,7 @@ map, a few hundred points) because a live page re-sends them every frame.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Sequence
@@ -90,29 +91,24 @@ def plane_image(
     return buf.getvalue(), 10**a, 10**b
 
 
-def histogram_figure(model: Classroom, *, height: int = 260) -> go.Figure:
-    """Histograms of L(x) and L(G(z)) on a log axis, with gamma * mean L(x): where the
-    controller wants the mean of L(G(z))."""
-    L_x, L_G = (v.clamp_min(1e-6).log10().numpy() for v in model.losses())
-    lo, hi = float(min(L_x.min(), L_G.min())), float(max(L_x.max(), L_G.max()))
-    edges = np.linspace(lo, hi + 1e-6, 41)
-    centers = ((edges[:-1] + edges[1:]) / 2).round(3)
+# A live page builds two plotly figures every frame. Built through plotly's checked API, each
+# took 10 to 25 ms, several times the drawing of the plane; so each figure's structure (axes,
+# styles, labels: all but the numbers) is built through that API once, checked by plotly,
+# and kept as a plain dict, and a frame only puts its numbers into a copy of it.
+
+
+def _unchecked(data: list[dict], layout: dict) -> go.Figure:
+    """A figure from a skeleton plotly checked before, with this frame's numbers."""
+    return go.Figure({"data": data, "layout": layout}, _validate=False)
+
+
+@functools.lru_cache(maxsize=32)
+def _histogram_skeleton(gamma: float, height: int) -> dict:
     fig = go.Figure()
-    for name, values, color in (("L(x)", L_x, REAL), ("L(G(z))", L_G, FAKE)):
-        counts, _ = np.histogram(values, edges)
-        fig.add_trace(
-            go.Bar(
-                x=(10**centers).tolist(),
-                y=counts.tolist(),
-                name=name,
-                marker_color=color,
-                opacity=0.6,
-            )
-        )
-    gamma = model.knobs.gamma
-    target = gamma * float((10**L_x).mean())
+    for name, color in (("L(x)", REAL), ("L(G(z))", FAKE)):
+        fig.add_trace(go.Bar(x=[], y=[], name=name, marker_color=color, opacity=0.6))
     fig.add_vline(
-        x=target,
+        x=1.0,  # replaced by gamma * mean L(x) every frame
         line={"color": COLORS["target"], "dash": "dash", "width": 2},
         annotation_text=f"γ·mean L(x), γ = {gamma:g}",
         annotation_position="top right",
@@ -127,13 +123,41 @@ def histogram_figure(model: Classroom, *, height: int = 260) -> go.Figure:
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
         uirevision="hist",
     )
-    return fig
+    return fig.to_dict()
 
 
-def curves_figure(
-    history: Sequence[dict[str, float]], gamma: float, *, height: int = 430, max_points: int = 600
-) -> go.Figure:
-    """L(x), L(G(z)) and gamma * L(x); k_t; M_global: three panels on one step axis."""
+def histogram_figure(model: Classroom, *, height: int = 260) -> go.Figure:
+    """Histograms of L(x) and L(G(z)) on a log axis, with gamma * mean L(x): where the
+    controller wants the mean of L(G(z))."""
+    L_x, L_G = (v.clamp_min(1e-6).log10().numpy() for v in model.losses())
+    lo, hi = float(min(L_x.min(), L_G.min())), float(max(L_x.max(), L_G.max()))
+    edges = np.linspace(lo, hi + 1e-6, 41)
+    centers = ((edges[:-1] + edges[1:]) / 2).round(3)
+    x = (10**centers).tolist()
+    gamma = model.knobs.gamma
+    target = gamma * float((10**L_x).mean())
+    skeleton = _histogram_skeleton(gamma, height)
+    data = [
+        {**trace, "x": x, "y": np.histogram(values, edges)[0].tolist()}
+        for trace, values in zip(skeleton["data"], (L_x, L_G), strict=True)
+    ]
+    layout = dict(skeleton["layout"])
+    layout["shapes"] = [{**layout["shapes"][0], "x0": target, "x1": target}]
+    layout["annotations"] = [{**layout["annotations"][0], "x": target}]
+    return _unchecked(data, layout)
+
+
+CURVES = (  # trace key, panel (row), name and style; in the figure's order
+    ("L_x", 1, None, None),
+    ("L_G", 1, None, None),
+    ("target", 1, "γ·L(x), γ = {gamma:g}", "dash"),
+    ("k_t", 2, None, None),
+    ("M_global", 3, None, None),
+)
+
+
+@functools.lru_cache(maxsize=32)
+def _curves_skeleton(gamma: float, height: int) -> dict:
     fig = make_subplots(
         rows=3,
         cols=1,
@@ -145,31 +169,19 @@ def curves_figure(
             "M<sub>global</sub>",
         ),
     )
-    keep = thin(len(history), max_points)
-    rows = [history[i] for i in keep]
-    x = [r["step"] for r in rows]
-
-    def line(key, row, name=None, color=None, dash=None, y=None):
-        values = y if y is not None else [r[key] for r in rows]
+    for key, row, name, dash in CURVES:
         fig.add_trace(
             go.Scatter(
-                x=x,
-                y=[v if math.isfinite(v) else None for v in values],
+                x=[],
+                y=[],
                 mode="lines",
-                name=name or LABELS[key],
-                line={"color": color or COLORS[key], "width": 2, "dash": dash},
+                name=name.format(gamma=gamma) if name else LABELS[key],
+                line={"color": COLORS[key], "width": 2, "dash": dash},
                 showlegend=row == 1,
             ),
             row,
             1,
         )
-
-    line("L_x", 1)
-    line("L_G", 1)
-    target = [gamma * r["L_x"] for r in rows]
-    line("L_x", 1, name=f"γ·L(x), γ = {gamma:g}", color=COLORS["target"], dash="dash", y=target)
-    line("k_t", 2)
-    line("M_global", 3)
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(title_text="step", row=3, col=1)
     fig.update_annotations(font_size=13)
@@ -180,4 +192,20 @@ def curves_figure(
         hovermode="x unified",
         uirevision="curves",
     )
-    return fig
+    return fig.to_dict()
+
+
+def curves_figure(
+    history: Sequence[dict[str, float]], gamma: float, *, height: int = 430, max_points: int = 600
+) -> go.Figure:
+    """L(x), L(G(z)) and gamma * L(x); k_t; M_global: three panels on one step axis."""
+    rows = [history[i] for i in thin(len(history), max_points)]
+    x = [r["step"] for r in rows]
+    columns = {key: [r[key] for r in rows] for key in ("L_x", "L_G", "k_t", "M_global")}
+    columns["target"] = [gamma * v for v in columns["L_x"]]
+    skeleton = _curves_skeleton(gamma, height)
+    data = [
+        {**trace, "x": x, "y": [v if math.isfinite(v) else None for v in columns[key]]}
+        for trace, (key, *_) in zip(skeleton["data"], CURVES, strict=True)
+    ]
+    return _unchecked(data, skeleton["layout"])

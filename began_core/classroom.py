@@ -182,6 +182,7 @@ class Classroom:
         self.k_t, self.t = 0.0, 0
         self.L_x, self.L_G = float("nan"), float("nan")  # the last measured, for update_k
         self.history: list[dict[str, float]] = []
+        self._fixed_cache: dict[tuple, tuple[Tensor, ...]] = {}
 
     @torch.no_grad()
     def _spread_G(self, std: float) -> None:
@@ -235,7 +236,7 @@ class Classroom:
         self._set_lrs()
         # D's weights take no gradient from this pass (it would never be used): autograd then
         # skips their half of D's backward; the gradient that reaches G is the same.
-        D_params = list(self.D.parameters())
+        D_params = self.opt_D.param_groups[0]["params"]  # D.parameters(), without the walk
         for p in D_params:
             p.requires_grad_(False)
         try:
@@ -290,14 +291,29 @@ class Classroom:
     def coverage(self, n: int = points_lib.COVERAGE_SAMPLES, seed: int = 1234):
         return points_lib.coverage(self.generate(n, seed=seed), self.data)
 
-    @torch.no_grad()
+    def _fixed(self, key: tuple, make):
+        """What the page asks for every frame and that never changes for this model (the map's
+        grid of points as D sees them, the histograms' real points): made once, kept. Made
+        with the same operations as before, so the numbers do not change."""
+        if key not in self._fixed_cache:
+            if len(self._fixed_cache) > 8:  # a page asks for a handful of keys; stay bounded
+                self._fixed_cache.clear()
+            self._fixed_cache[key] = make()
+        return self._fixed_cache[key]
+
+    @torch.inference_mode()
     def loss_map(self, lo: tuple[float, float], hi: tuple[float, float], cells: int = 40):
         """L(v) on a cells x cells grid over the box [lo, hi] (data coordinates): (cells,
         cells) with rows along y, and the axes."""
-        xs = torch.linspace(lo[0], hi[0], cells)
-        ys = torch.linspace(lo[1], hi[1], cells)
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
-        L = self.D.loss(self.data.normalise(grid), self.knobs.eta)
+
+        def grid():
+            xs = torch.linspace(lo[0], hi[0], cells)
+            ys = torch.linspace(lo[1], hi[1], cells)
+            p = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
+            return xs, ys, self.D.view(self.data.normalise(p))
+
+        xs, ys, v = self._fixed(("map", tuple(lo), tuple(hi), cells), grid)
+        L = ae_loss(v, self.D(v), self.knobs.eta)  # self.D.loss, less drawing the same grid
         return L.reshape(cells, cells), xs, ys
 
     def pushes(self, n: int = 64, seed: int = 99) -> tuple[Tensor, Tensor]:
@@ -311,21 +327,26 @@ class Classroom:
         (grad,) = torch.autograd.grad(L, p)
         return self.data.denormalise(p.detach()), -grad * self.data.scale
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def reconstructions(self, p: Tensor) -> Tensor | None:
         """D(v) of points (data coordinates) when D reconstructs points directly, else None."""
         if self.D.draw is not None:
             return None
         return self.data.denormalise(self.D(self.data.normalise(p)))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def losses(self, n: int = 512, seed: int = 7) -> tuple[Tensor, Tensor]:
-        """L(x) and L(G(z)) per sample, for histograms."""
-        g = torch.Generator().manual_seed(seed)
-        x = self.data.normalise(self.data.sample(n, g))
-        z = torch.rand(n, self.design.Nz, generator=g) * 2 - 1
+        """L(x) and L(G(z)) per sample, for histograms: the same x and z every time."""
+
+        def draw():
+            g = torch.Generator().manual_seed(seed)
+            x = self.data.normalise(self.data.sample(n, g))
+            z = torch.rand(n, self.design.Nz, generator=g) * 2 - 1
+            return self.D.view(x), z
+
+        v, z = self._fixed(("losses", n, seed), draw)
         eta = self.knobs.eta
-        return self.D.loss(x, eta), self.D.loss(self.G(z), eta)
+        return ae_loss(v, self.D(v), eta), self.D.loss(self.G(z), eta)
 
     def with_knobs(self, **changes) -> None:
         self.knobs = dataclasses.replace(self.knobs, **changes)
