@@ -73,19 +73,56 @@ def mlp(sizes: list[int]) -> nn.Sequential:
 
 
 class Drawing(nn.Module):
-    """Points (B, 2) in the normalised frame -> images (B, R*R) of Gaussian blobs in [0, 1]."""
+    """Points (B, 2) in the normalised frame -> images (B, R*R) of Gaussian blobs in [0, 1].
+
+    Pixel j sits at (axis[j // R], axis[j % R]); its value is exp(-d2 / 2s^2) with
+    d2 = (p_x - axis[j // R])^2 + (p_y - axis[j % R])^2. The separable form
+    exp(-dx^2 / 2s^2) exp(-dy^2 / 2s^2) is cheaper still, but rounds otherwise, and the README's
+    measurements were made with this one (2-D GAN runs diverge on rounding)."""
 
     def __init__(self, resolution: int, blob_pixels: float):
         super().__init__()
         axis = torch.linspace(-EXTENT, EXTENT, resolution)
         self.register_buffer("grid", torch.cartesian_prod(axis, axis))  # (R*R, 2) pixel centres
+        self.register_buffer("axis", axis, persistent=False)  # the R distinct pixel coordinates
         self.two_s2 = 2 * (blob_pixels * 2 * EXTENT / (resolution - 1)) ** 2
 
     def forward(self, p: Tensor) -> Tensor:
-        # Not the separable form exp(-dx^2) exp(-dy^2): 20% faster, but other rounding, and the
-        # README's measurements were made with this one (2-D GAN runs diverge on rounding).
-        d2 = (p[:, None, :] - self.grid[None]).square().sum(-1)  # (B, R*R)
-        return torch.exp(-d2 / self.two_s2)
+        return _Blobs.apply(p, self.axis, self.two_s2)
+
+
+class _Blobs(torch.autograd.Function):
+    """The blob drawing, value for value and gradient for gradient what autograd computes for
+    `exp(-((p[:, None] - grid[None]) ** 2).sum(-1) / two_s2)`, the same operations in the same
+    order, less the repeats: each of the R*R pixels' differences is one of R per axis, so
+    they are taken once, (B, R) per axis, not (B, R*R, 2). (Gradient for gradient given a
+    contiguous incoming gradient, which is what D's first layer passes back.)"""
+
+    @staticmethod
+    def forward(ctx, p: Tensor, axis: Tensor, two_s2: float) -> Tensor:
+        dx = p[:, 0:1] - axis  # (B, R): p_x minus each pixel column's x
+        dy = p[:, 1:2] - axis
+        B, R = dx.shape
+        d2 = (dx.square()[:, :, None] + dy.square()[:, None, :]).reshape(B, R * R)
+        out = d2.neg_().div_(two_s2).exp_()
+        ctx.save_for_backward(out, dx, dy)
+        ctx.two_s2 = two_s2
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        out, dx, dy = ctx.saved_tensors
+        B, R = dx.shape
+        g = (grad * out).div_(ctx.two_s2).neg_()  # through exp, the division and the minus
+        # d(d2)/dp = 2 (p - pixel): the products written straight into the (B, R*R, 2) layout
+        # that autograd reduces over the pixels, so that the sum adds in the same order.
+        g = g.reshape(B, R, R)
+        products = torch.empty(B, R, R, 2, dtype=g.dtype, device=g.device)
+        torch.mul(g, (2 * dx)[:, :, None], out=products[..., 0])
+        torch.mul(g, (2 * dy)[:, None, :], out=products[..., 1])
+        grad_p = products.view(B, R * R, 2).sum(1)
+        return grad_p, None, None
 
 
 class AutoEncoder(nn.Module):
@@ -145,6 +182,7 @@ class Classroom:
         self.k_t, self.t = 0.0, 0
         self.L_x, self.L_G = float("nan"), float("nan")  # the last measured, for update_k
         self.history: list[dict[str, float]] = []
+        self._fixed_cache: dict[tuple, tuple[Tensor, ...]] = {}
 
     @torch.no_grad()
     def _spread_G(self, std: float) -> None:
@@ -196,11 +234,19 @@ class Classroom:
     def update_G(self) -> None:
         """Update G: L_G = L(G(z_G)) with a fresh z, D fixed (only G's optimiser steps)."""
         self._set_lrs()
-        L_G = self.D.loss(self.G(self.z(self.design.batch)), self.knobs.eta).mean()
-        self.opt_G.zero_grad(set_to_none=True)
-        L_G.backward()
+        # D's weights take no gradient from this pass (it would never be used): autograd then
+        # skips their half of D's backward; the gradient that reaches G is the same.
+        D_params = self.opt_D.param_groups[0]["params"]  # D.parameters(), without the walk
+        for p in D_params:
+            p.requires_grad_(False)
+        try:
+            L_G = self.D.loss(self.G(self.z(self.design.batch)), self.knobs.eta).mean()
+            self.opt_G.zero_grad(set_to_none=True)
+            L_G.backward()
+        finally:
+            for p in D_params:
+                p.requires_grad_(True)
         self.opt_G.step()
-        self.D.zero_grad(set_to_none=True)  # D's gradients from this pass are never used
         self.L_G = float(L_G.detach())
 
     def update_k(self) -> None:
@@ -245,14 +291,29 @@ class Classroom:
     def coverage(self, n: int = points_lib.COVERAGE_SAMPLES, seed: int = 1234):
         return points_lib.coverage(self.generate(n, seed=seed), self.data)
 
-    @torch.no_grad()
+    def _fixed(self, key: tuple, make):
+        """What the page asks for every frame and that never changes for this model (the map's
+        grid of points as D sees them, the histograms' real points): made once, kept. Made
+        with the same operations as before, so the numbers do not change."""
+        if key not in self._fixed_cache:
+            if len(self._fixed_cache) > 8:  # a page asks for a handful of keys; stay bounded
+                self._fixed_cache.clear()
+            self._fixed_cache[key] = make()
+        return self._fixed_cache[key]
+
+    @torch.inference_mode()
     def loss_map(self, lo: tuple[float, float], hi: tuple[float, float], cells: int = 40):
         """L(v) on a cells x cells grid over the box [lo, hi] (data coordinates): (cells,
         cells) with rows along y, and the axes."""
-        xs = torch.linspace(lo[0], hi[0], cells)
-        ys = torch.linspace(lo[1], hi[1], cells)
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
-        L = self.D.loss(self.data.normalise(grid), self.knobs.eta)
+
+        def grid():
+            xs = torch.linspace(lo[0], hi[0], cells)
+            ys = torch.linspace(lo[1], hi[1], cells)
+            p = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
+            return xs, ys, self.D.view(self.data.normalise(p))
+
+        xs, ys, v = self._fixed(("map", tuple(lo), tuple(hi), cells), grid)
+        L = ae_loss(v, self.D(v), self.knobs.eta)  # self.D.loss, less drawing the same grid
         return L.reshape(cells, cells), xs, ys
 
     def pushes(self, n: int = 64, seed: int = 99) -> tuple[Tensor, Tensor]:
@@ -266,21 +327,26 @@ class Classroom:
         (grad,) = torch.autograd.grad(L, p)
         return self.data.denormalise(p.detach()), -grad * self.data.scale
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def reconstructions(self, p: Tensor) -> Tensor | None:
         """D(v) of points (data coordinates) when D reconstructs points directly, else None."""
         if self.D.draw is not None:
             return None
         return self.data.denormalise(self.D(self.data.normalise(p)))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def losses(self, n: int = 512, seed: int = 7) -> tuple[Tensor, Tensor]:
-        """L(x) and L(G(z)) per sample, for histograms."""
-        g = torch.Generator().manual_seed(seed)
-        x = self.data.normalise(self.data.sample(n, g))
-        z = torch.rand(n, self.design.Nz, generator=g) * 2 - 1
+        """L(x) and L(G(z)) per sample, for histograms: the same x and z every time."""
+
+        def draw():
+            g = torch.Generator().manual_seed(seed)
+            x = self.data.normalise(self.data.sample(n, g))
+            z = torch.rand(n, self.design.Nz, generator=g) * 2 - 1
+            return self.D.view(x), z
+
+        v, z = self._fixed(("losses", n, seed), draw)
         eta = self.knobs.eta
-        return self.D.loss(x, eta), self.D.loss(self.G(z), eta)
+        return ae_loss(v, self.D(v), eta), self.D.loss(self.G(z), eta)
 
     def with_knobs(self, **changes) -> None:
         self.knobs = dataclasses.replace(self.knobs, **changes)

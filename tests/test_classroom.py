@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from began_core import equilibrium, points
-from began_core.classroom import Classroom, Design, Knobs
+from began_core.classroom import Classroom, Design, Drawing, Knobs
 
 MAIN = Path(__file__).resolve().parent.parent / "app" / "main.py"
 
@@ -93,6 +93,38 @@ def test_single_steps_change_only_what_they_name(view):
     assert model.k_t == pytest.approx(expected) and model.k_t != 0.3
 
 
+def test_the_blob_drawing_is_autograds_formula_bit_for_bit():
+    """The drawing takes each pixel row's and column's difference once and has its own
+    backward; values and gradients must be those autograd gives for the plain formula, to the
+    bit (the README's measurements were made with it, and these runs diverge on rounding)."""
+    drawing = Drawing(Design().resolution, Design().blob)
+    g = torch.Generator().manual_seed(0)
+    for scale in (1.0, 0.3, 1e-3):
+        p = (torch.rand(256, 2, generator=g) * 2.4 - 1.2) * scale
+        upstream = torch.randn(256, drawing.grid.shape[0], generator=g)
+        plain, fast = p.clone().requires_grad_(True), p.clone().requires_grad_(True)
+        d2 = (plain[:, None, :] - drawing.grid[None]).square().sum(-1)
+        expected = torch.exp(-d2 / drawing.two_s2)
+        got = drawing(fast)
+        expected.backward(upstream)
+        got.backward(upstream)
+        assert torch.equal(got, expected) and torch.equal(fast.grad, plain.grad)
+        assert fast.grad.abs().sum() > 0
+
+
+def test_the_map_follows_d_after_training():
+    """The map's grid is drawn once per model; L(v) on it must still be D's of the moment."""
+    model = tiny()
+    lo, hi = (-2.0, -2.0), (2.0, 2.0)
+    before, xs, ys = model.loss_map(lo, hi, 12)
+    model.update_D()
+    after, _, _ = model.loss_map(lo, hi, 12)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        fresh = model.D.loss(model.data.normalise(grid), model.knobs.eta).reshape(12, 12)
+    assert not torch.equal(before, after) and torch.equal(after, fresh)
+
+
 def test_update_k_on_a_fresh_model_measures_first():
     model = tiny()
     D, G = params(model.D), params(model.G)
@@ -113,6 +145,8 @@ def test_the_unclipped_controller_leaves_zero_to_one():
 
 
 def test_the_page_figures_have_what_they_show():
+    import plotly.graph_objects as go
+
     from app import classroom_charts as charts
 
     model = tiny()
@@ -122,10 +156,21 @@ def test_the_page_figures_have_what_they_show():
     assert Image.open(io.BytesIO(png)).size == (200, 200)
     assert model.reconstructions(torch.zeros(3, 2)) is None  # D sees blobs, not points
     assert tiny(view="point").reconstructions(torch.zeros(3, 2)).shape == (3, 2)
+    rgb = Image.open(io.BytesIO(png)).convert("RGB")
+    colours = {c for _, c in rgb.getcolors(200 * 200)}
+    assert {(31, 119, 180), (214, 39, 40), (0, 0, 0)} <= colours  # real, generated, pushes
     hist = charts.histogram_figure(model)
     assert [t.name for t in hist.data] == ["L(x)", "L(G(z))"]
+    assert [sum(t.y) for t in hist.data] == [512, 512]  # model.losses() draws 512 of each
+    L_x, _ = model.losses()
+    assert hist.layout.shapes[0].x0 == pytest.approx(0.5 * float(L_x.mean()), rel=1e-5)
     curves = charts.curves_figure(model.history, 0.9)
     assert len(curves.data[0].x) == 4
+    assert list(curves.data[2].y) == [0.9 * r["L_x"] for r in model.history]
+    assert curves.data[2].name == "γ·L(x), γ = 0.9" and curves.data[3].yaxis == "y2"
+    # Built from skeletons without plotly's checks per frame: what plotly's checks accept.
+    for fig in (hist, curves):
+        assert go.Figure(fig.to_dict()).to_dict() == fig.to_dict()
 
 
 # --------------------------------------------------------------------------- the page
