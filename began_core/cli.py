@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--quiet", action="store_true", help="no progress bar; one line per record")
     g = t.add_argument_group(
-        "speed (default: channels_last everywhere; bf16 and fused Adam on CUDA, off on the CPU)"
+        "speed (default: bf16 on CUDA and on CPUs with native bf16, float32 on other CPUs; "
+        "channels_last and fused Adam everywhere; the run's config.json says which path it took)"
     )
     on_off = argparse.BooleanOptionalAction
     g.add_argument(
@@ -145,8 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bf16 autocast for the networks; losses and k_t stay float32",
     )
     g.add_argument("--channels-last", action=on_off, default=None, help="NHWC memory layout")
-    g.add_argument("--fused-adam", action=on_off, default=None, help="fused Adam kernels (CUDA)")
-    g.add_argument("--compile", action=on_off, default=None, help="torch.compile G and D")
+    g.add_argument("--fused-adam", action=on_off, default=None, help="fused Adam kernels")
+    g.add_argument(
+        "--compile",
+        action=on_off,
+        default=None,
+        help="torch.compile G and D (off by default: on the CPU it did not pay)",
+    )
     g = t.add_argument_group("model (paper Figure 1)")
     g.add_argument("--resolution", type=int, help=f"32, 64, 128 or 256 (default {d[0].resolution})")
     g.add_argument(

@@ -92,14 +92,13 @@ class TrainConfig:
     keep_checkpoints: int = 3
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
     deterministic: bool = False  # torch.use_deterministic_algorithms, for bit-exact resume tests
-    # The fast path (step.py). None = auto. amp: on for CUDA, off for the CPU, where bf16 pays
-    # only on processors with native bf16 (measure with bench/bench.py, then opt in).
-    # channels_last: on for both; float32 training on the CPU is 1.1x to 1.5x faster with it
-    # (bench/results/cpu.md), most at the large, memory-bound configurations.
+    # The fast path (step.py). None = auto, decided by fast_path.py for the device: bf16 on CUDA
+    # and on CPUs with native bf16 (float32 on the others), channels_last and fused Adam on
+    # both; compile only when asked (on the CPU it did not pay: bench/results/cpu-options.md).
     amp: bool | None = None  # bf16 autocast for the networks; losses and k_t stay float32
     channels_last: bool | None = None  # NHWC memory layout for the convolutions
     fused_adam: bool | None = None  # one fused kernel per optimizer step (same update)
-    compile: bool = False  # torch.compile of G and D: opt-in, it costs minutes to start
+    compile: bool | None = None  # torch.compile of G and D (None: off)
     # Augmentation of what D sees (augment.py): policies "translation", "cutout", "color",
     # comma-separated ("" = none), each applied to an image with probability augment_p, a
     # number in [0, 1] or "auto": moved by a controller on the held-out gap towards

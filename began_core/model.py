@@ -12,6 +12,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
 from .config import ModelConfig
+from .elu import ELU
 
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -45,7 +46,7 @@ class ScaleBlock(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         for i in range(convs):
-            layers += [conv3x3(c_in if i == 0 else c_out, c_out), nn.ELU()]
+            layers += [conv3x3(c_in if i == 0 else c_out, c_out), ELU()]
         self.convs = nn.Sequential(*layers)
         self.residual = residual
         self.carry = 0.0
@@ -63,14 +64,14 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         n, S = cfg.n, cfg.num_scales
-        self.stem = nn.Sequential(conv3x3(cfg.channels, n), nn.ELU())
+        self.stem = nn.Sequential(conv3x3(cfg.channels, n), ELU())
         self.blocks = nn.ModuleList()
         self.down = nn.ModuleList()
         for i in range(S):
             ch = (i + 1) * n
             self.blocks.append(ScaleBlock(ch, ch, cfg.convs_per_scale, cfg.vanishing_residual))
             if i < S - 1:  # stride-2 sub-sampling to the next scale's filters
-                self.down.append(nn.Sequential(conv3x3(ch, ch + n, stride=2), nn.ELU()))
+                self.down.append(nn.Sequential(conv3x3(ch, ch + n, stride=2), ELU()))
         self.bottom_channels = S * n
         self.fc = nn.Linear(self.bottom_channels * 8 * 8, cfg.Nh)  # no non-linearity
 

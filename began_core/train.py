@@ -160,6 +160,7 @@ def train(
             "began_studio": __version__,
             "torch": torch.__version__,
             "hardware": hardware_name(device, d.world),
+            "fast_path": step_fn.path.record(),
             "processes": d.world,
             "dataset": dataset.description,
             "images": len(images),

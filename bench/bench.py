@@ -4,8 +4,9 @@
     python bench/bench.py --quick         # small CPU grid (CI), printed only
 
 For every configuration (resolution x filters n x batch) and device it times
-  - began_core: `began_core.step.TrainStep`, the very step `began_core.train` runs;
-  - fast:       the same step with every speed option on (bf16 autocast among them);
+  - began_core: `began_core.step.TrainStep`, the very step `began_core.train` runs by default
+                (`began_core/fast_path.py` picks its options for the device and processor);
+  - fast:       the same step with every speed option that pays on (bf16 autocast among them);
   - reference:  `bench/reference.py`, plain eager float32 as peer repositories write it;
 counts the FLOPs of one step (torch's FlopCounterMode on the meta device) and reports images/s,
 step time, achieved GFLOP/s and its share of the device's own measured ceilings (a matrix
@@ -37,6 +38,7 @@ from reference import ReferenceStep
 
 from began_core.config import ModelConfig, TrainConfig
 from began_core.distributed import hardware_name
+from began_core.fast_path import native_bf16, resolve
 from began_core.model import BEGAN
 from began_core.step import TrainStep
 
@@ -126,10 +128,11 @@ def time_steps(fn, x: torch.Tensor, device: torch.device, min_s: float, warmup: 
 
 
 def variants(device: torch.device, batch: int) -> dict[str, object]:
-    """The steps timed per configuration: began_core as `train` runs it by default (CUDA: bf16
-    autocast, channels_last, fused Adam; CPU: float32, channels_last), with every fast option
-    on (adding torch.compile on CUDA, bf16 on the CPU), and the eager reference."""
-    fast = dict(amp=True, channels_last=True, compile=device.type == "cuda")
+    """The steps timed per configuration: began_core as `train` runs it by default (fast_path.py:
+    bf16 autocast on CUDA and on CPUs with native bf16, channels_last, fused Adam), with every
+    option that pays on (bf16 on any CPU; torch.compile on CUDA only: on the CPU it did not
+    pay, bench/results/cpu-options.md), and the eager reference."""
+    fast = dict(amp=True, channels_last=True, fused_adam=True, compile=device.type == "cuda")
     return {
         "began_core": lambda m: TrainStep(m, TrainConfig(batch_size=batch), device),
         "fast": lambda m: TrainStep(m, TrainConfig(batch_size=batch, **fast), device),
@@ -222,11 +225,11 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         "reference: plain eager float32 as peer code writes it (`bench/reference.py`). "
-        "began_core: the step `train` runs by default (CUDA: bf16, channels_last, fused Adam; "
-        "CPU: float32, channels_last). fast: every option on (`--amp --channels-last`, and "
+        f"began_core: the step `train` runs by default, here: {result['default_path']}. "
+        "fast: every option that pays (`--amp --channels-last --fused-adam`, and "
         "`--compile` on CUDA). Speed-ups are images/s over the reference's. Each step's "
-        "shares are of the ceilings of its own precision: bf16 for the fast path (and for "
-        "began_core on CUDA), float32 otherwise. They count a step's FLOPs as direct "
+        "shares are of the ceilings of its own precision: bf16 where it ran under bf16 "
+        "autocast, float32 otherwise. They count a step's FLOPs as direct "
         "convolutions and matrix products (torch's FlopCounterMode); convolution algorithms "
         "that need fewer multiplications can pass 100%.",
     ]
@@ -268,6 +271,8 @@ def main() -> int:
             "machine": platform.machine(),
             "cpu_model": cpu_model(),
             "cpus": os.cpu_count(),
+            "native_bf16": native_bf16() if device.type == "cpu" else None,
+            "default_path": resolve(TrainConfig(), device).describe(),
             "torch": torch.__version__,
             "date": datetime.date.today().isoformat(),
             "ceilings": ceiling["float32"],

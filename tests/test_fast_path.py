@@ -11,6 +11,7 @@ import torch
 
 from began_core.config import ModelConfig, TrainConfig
 from began_core.data import open_dataset
+from began_core.fast_path import native_bf16
 from began_core.model import BEGAN
 from began_core.step import TrainStep
 
@@ -37,17 +38,22 @@ def trajectory(**fast) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def float32_eager() -> torch.Tensor:
-    return trajectory(channels_last=False)
+    return trajectory(amp=False, channels_last=False, fused_adam=False, compile=False)
 
 
 @pytest.mark.parametrize(
     "fast",
     [
-        {"channels_last": True},  # the CPU default
+        {"amp": False, "channels_last": True},  # the default without native bf16
         {"amp": True, "channels_last": False},
         {"amp": True, "channels_last": True},
+        {"amp": True, "channels_last": True, "fused_adam": True},  # the default with bf16
+        pytest.param(
+            {"amp": True, "channels_last": True, "fused_adam": True, "compile": True},
+            marks=pytest.mark.slow,  # inductor compiles G and D (a minute or more)
+        ),
     ],
-    ids=["float32+nhwc", "bf16", "bf16+nhwc"],
+    ids=["float32+nhwc", "bf16", "bf16+nhwc", "bf16+nhwc+fused", "bf16+nhwc+fused+compiled"],
 )
 def test_fast_path_tracks_float32_eager(float32_eager, fast):
     ref, got = float32_eager, trajectory(**fast)
@@ -60,10 +66,14 @@ def test_fast_path_tracks_float32_eager(float32_eager, fast):
     assert not torch.equal(got, ref)  # the fast path did run: it changes the low bits
 
 
-def test_channels_last_is_on_by_default_also_on_the_cpu():
+def test_the_cpu_default_follows_the_processor():
+    """channels_last and fused Adam everywhere; bf16 autocast where the processor has native
+    bf16 (float32 elsewhere); compiled only for a long run."""
     model = BEGAN(ModelConfig(resolution=32, n=8, Nh=16, Nz=16))
     step = TrainStep(model, TrainConfig(), torch.device("cpu"))
-    assert step.channels_last and not step.amp
+    assert step.channels_last and step.path.fused_adam and not step.path.compile
+    assert step.amp == (native_bf16() is not None)
+    assert step.opt_D.defaults.get("fused") is True
     assert model.D.encoder.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
     off = TrainStep(BEGAN(model.config), TrainConfig(channels_last=False), torch.device("cpu"))
     assert not off.channels_last
@@ -93,7 +103,7 @@ def test_compiled_step_makes_the_eager_step_on_the_cpu():
     for compile_ in (False, True):
         torch.manual_seed(0)
         model = BEGAN(ModelConfig(resolution=32, n=8, Nh=16, Nz=16))
-        cfg = TrainConfig(seed=0, gamma=0.9, compile=compile_)
+        cfg = TrainConfig(seed=0, gamma=0.9, compile=compile_, amp=False)  # float32: tight
         step = TrainStep(model, cfg, torch.device("cpu"))
         rows = []
         for _ in range(4):

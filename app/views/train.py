@@ -17,7 +17,7 @@ from began_core.runs import list_runs
 
 FOLDER = "Folder or .zip on disk…"
 PRECISION = {  # the form's choice -> launch setting "amp"
-    "auto: bf16 on a GPU, float32 on the CPU": None,
+    "auto: bf16 on a GPU or a CPU with native bf16, else float32": None,
     "bf16 (fast path)": True,
     "float32": False,
 }
@@ -191,9 +191,10 @@ def launch_form(s: settings.Settings) -> None:
                     list(PRECISION),
                     key="precision",
                     help="bf16 autocast for the networks; the losses and k_t stay float32. "
-                    "On a CPU with native bf16 (recent Xeon and EPYC) 1.4 to 2.2 times as fast "
-                    "as float32 (bench/results/cpu.md); slower on CPUs without it. On a GPU, "
-                    "auto already uses it.",
+                    "On a CPU with native bf16 (AMX on recent Xeons, AVX-512 BF16 on recent "
+                    "EPYCs) 1.3 to 1.8 times as fast as float32 (bench/results/cpu-options.md); "
+                    "slower on CPUs without it. Auto takes it wherever it pays; the run's "
+                    "header says which path it took.",
                 )
             ]
         submitted = st.form_submit_button(
