@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reference import ReferenceStep
 
 from began_core.config import ModelConfig, TrainConfig
+from began_core.elu import set_fast
 from began_core.fast_path import native_bf16, resolve
 from began_core.model import BEGAN
 from began_core.step import TrainStep
@@ -36,24 +37,28 @@ from bench import ceilings, cpu_model, step_flops
 BATCH = 16
 CONFIGS = [(64, 32), (32, 16)]  # the shipped generators' size; the dashboard's demo
 
-# (label, TrainConfig options, D on real+fake as one batch, torch threads or None = all)
+# (label, TrainConfig options, D on real+fake as one batch, fast ELU, torch threads or None)
+F32 = dict(amp=False, fused_adam=False)
+BF16 = dict(amp=True, fused_adam=True)
 VARIANTS = [
-    ("float32, NCHW (eager)", dict(amp=False, channels_last=False, fused_adam=False), False, None),
-    ("float32, channels_last", dict(amp=False, channels_last=True, fused_adam=False), False, None),
-    ("+ bf16 autocast", dict(amp=True, channels_last=True, fused_adam=False), False, None),
-    ("+ fused Adam", dict(amp=True, channels_last=True, fused_adam=True), False, None),
-    ("+ D on real+fake as one batch", dict(amp=True, fused_adam=True), True, None),
-    ("+ torch.compile of G and D", dict(amp=True, fused_adam=True, compile=True), False, None),
-    ("the same, one thread", dict(amp=True, fused_adam=True, compile=True), False, 1),
+    ("float32, NCHW (eager)", dict(F32, channels_last=False), False, False, None),
+    ("float32, channels_last", F32, False, False, None),
+    ("+ bf16 autocast", dict(F32, amp=True), False, False, None),
+    ("+ fused Adam", BF16, False, False, None),
+    ("+ fast ELU (the default)", BF16, False, True, None),
+    ("+ D on real+fake as one batch", BF16, True, True, None),
+    ("bf16, fused Adam, torch.compile of G and D", dict(BF16, compile=True), False, False, None),
+    ("the default, one thread", BF16, False, True, 1),
 ]
 
 
-def build(res: int, n: int, options: dict, fuse_D: bool) -> tuple[TrainStep, float]:
+def build(res: int, n: int, options: dict, fuse_D: bool, elu: bool) -> tuple[TrainStep, float]:
     """The step and the seconds its first three steps took (what a user waits at start)."""
     torch.manual_seed(0)
     model = BEGAN(ModelConfig(resolution=res, n=n))
     step = TrainStep(model, TrainConfig(batch_size=BATCH, **options), torch.device("cpu"))
     step.fuse_D = fuse_D
+    set_fast(model, elu)
     x = torch.rand(BATCH, 3, res, res) * 2 - 1
     t = time.perf_counter()
     for _ in range(3):
@@ -71,8 +76,8 @@ def measure(res: int, n: int, rounds: int, ceiling_bf16: float) -> dict:
         )
     }
     first = {}
-    for label, options, fuse_D, n_threads in VARIANTS:
-        step, seconds = build(res, n, options, fuse_D)
+    for label, options, fuse_D, elu, n_threads in VARIANTS:
+        step, seconds = build(res, n, options, fuse_D, elu)
         steps[label], first[label] = (step, n_threads), seconds
     x = torch.rand(BATCH, 3, res, res) * 2 - 1
     times: dict[str, list[float]] = {k: [] for k in steps}
