@@ -134,7 +134,7 @@ def variants(device: torch.device, batch: int) -> dict[str, object]:
     pay, bench/results/cpu-options.md), and the eager reference."""
     fast = dict(amp=True, channels_last=True, fused_adam=True, compile=device.type == "cuda")
     return {
-        "began_core": lambda m: TrainStep(m, TrainConfig(batch_size=batch), device),
+        "began_core": lambda m: TrainStep(m, TrainConfig(batch_size=batch), device),  # default
         "fast": lambda m: TrainStep(m, TrainConfig(batch_size=batch, **fast), device),
         "reference": lambda m: ReferenceStep(m),
     }
@@ -225,7 +225,8 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         "reference: plain eager float32 as peer code writes it (`bench/reference.py`). "
-        f"began_core: the step `train` runs by default, here: {result['default_path']}. "
+        f"began_core: the step `train` runs by default, here: {result['default_path']} at "
+        "64x64 and above (up to 32x32 the CPU also runs D on real and fake as one batch). "
         "fast: every option that pays (`--amp --channels-last --fused-adam`, and "
         "`--compile` on CUDA). Speed-ups are images/s over the reference's. Each step's "
         "shares are of the ceilings of its own precision: bf16 where it ran under bf16 "
@@ -272,7 +273,7 @@ def main() -> int:
             "cpu_model": cpu_model(),
             "cpus": os.cpu_count(),
             "native_bf16": native_bf16() if device.type == "cpu" else None,
-            "default_path": resolve(TrainConfig(), device).describe(),
+            "default_path": resolve(TrainConfig(), device, resolution=64).describe(),
             "torch": torch.__version__,
             "date": datetime.date.today().isoformat(),
             "ceilings": ceiling["float32"],

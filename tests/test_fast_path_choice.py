@@ -31,13 +31,15 @@ def test_a_cpu_without_native_bf16_trains_in_float32(without_bf16):
     path = resolve(TrainConfig(), CPU)
     assert not path.amp  # emulated bf16 is slower than float32
     assert path.channels_last and path.fused_adam and not path.fuse_D and not path.compile
+    assert resolve(TrainConfig(), CPU, resolution=32).fuse_D  # small images: D in one batch
+    assert not resolve(TrainConfig(), CPU, resolution=64).fuse_D
     assert "float32" in path.describe() and "without native bf16" in path.describe()
 
 
 def test_a_cpu_with_native_bf16_takes_bf16(with_amx):
     path = resolve(TrainConfig(), CPU)
     assert path.amp and path.channels_last and path.fused_adam
-    assert not path.compile and not path.fuse_D  # measured not to pay on the CPU
+    assert not path.compile  # measured not to pay on the CPU
     assert path.describe().startswith("bf16 autocast") and "CPU with AMX" in path.describe()
 
 
@@ -67,6 +69,6 @@ def test_the_processor_is_read_not_assumed():
 def test_the_run_records_its_path(tmp_path):
     list(train(tiny_config(), tmp_path / "r", dataset=TensorDataset(n=16)))
     recorded = json.loads((tmp_path / "r" / "config.json").read_text())["meta"]["fast_path"]
-    expected = resolve(tiny_config().train, CPU)
+    expected = resolve(tiny_config().train, CPU, resolution=32)
     assert recorded["summary"] == expected.describe()
     assert recorded["amp"] == expected.amp == (fast_path.native_bf16() is not None)
