@@ -61,18 +61,15 @@ class FastPath:
         return {**asdict(self), "summary": self.describe()}
 
 
-def resolve(
-    cfg: TrainConfig, device: torch.device, distributed: bool = False, resolution: int = 0
-) -> FastPath:
-    """The options `cfg` asks for, with every None ("auto") decided for `device` (and, on the
-    CPU, for the images' `resolution`).
+def resolve(cfg: TrainConfig, device: torch.device) -> FastPath:
+    """The options `cfg` asks for, with every None ("auto") decided for `device`.
 
     What was measured (bench/results/cpu-options.md, a 2-core AMD EPYC with AVX-512 BF16): bf16
     autocast 1.3x to 1.7x float32 with channels_last; fused Adam a few per cent more; torch.compile
     of G and D nothing at 64x64 and 32x32 (it moves the ELU work into its own kernels, which take
     as long), after half a minute of compiling, so it stays opt-in; D on real and fake as one
-    batch 6 to 10 % faster at 32x32 in two measurements, and from 4 % slower to 4 % faster at
-    64x64, so the CPU takes one batch up to 32x32 and two half batches above."""
+    batch 6 to 10 % faster at 32x32 and 4 to 6 % faster at 64x64 in the two careful
+    measurements (one shorter one had it 4 % slower at 64x64), so it is one batch everywhere."""
     cuda = device.type == "cuda"
     if cuda:
         reason, bf16 = "CUDA", True
@@ -89,9 +86,9 @@ def resolve(
         channels_last=True if cfg.channels_last is None else cfg.channels_last,
         fused_adam=fused,
         compile=bool(cfg.compile),
-        # One batch through D: fewer kernels and one all-reduce on a GPU, and required by DDP
-        # (one forward per backward); on a CPU it pays only at small images.
-        fuse_D=cuda or distributed or (device.type == "cpu" and 0 < resolution <= 32),
+        # One batch through D: fewer, larger kernels; one all-reduce on a GPU; and required by
+        # DDP (one forward per backward).
+        fuse_D=True,
         # A compiled model fuses its ELUs itself; elsewhere the CPU takes elu.py's kernels.
         fast_elu=device.type == "cpu" and not cfg.compile,
         reason=reason,

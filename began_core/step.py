@@ -38,9 +38,7 @@ class TrainStep:
         self.augment = augment  # T, when D sees augmented images (augment.py)
         self.d = d = d or Dist()
         # The fast path: each None ("auto") option of cfg decided for this device.
-        self.path = path = fast_path.resolve(
-            cfg, device, distributed=d.active, resolution=model.config.resolution
-        )
+        self.path = path = fast_path.resolve(cfg, device)
         self.amp, self.channels_last, self.fuse_D = path.amp, path.channels_last, path.fuse_D
         if self.channels_last:
             model.to(memory_format=torch.channels_last)

@@ -225,8 +225,7 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         "reference: plain eager float32 as peer code writes it (`bench/reference.py`). "
-        f"began_core: the step `train` runs by default, here: {result['default_path']} at "
-        "64x64 and above (up to 32x32 the CPU also runs D on real and fake as one batch). "
+        f"began_core: the step `train` runs by default, here: {result['default_path']}. "
         "fast: every option that pays (`--amp --channels-last --fused-adam`, and "
         "`--compile` on CUDA). Speed-ups are images/s over the reference's. Each step's "
         "shares are of the ceilings of its own precision: bf16 where it ran under bf16 "
@@ -273,7 +272,7 @@ def main() -> int:
             "cpu_model": cpu_model(),
             "cpus": os.cpu_count(),
             "native_bf16": native_bf16() if device.type == "cpu" else None,
-            "default_path": resolve(TrainConfig(), device, resolution=64).describe(),
+            "default_path": resolve(TrainConfig(), device).describe(),
             "torch": torch.__version__,
             "date": datetime.date.today().isoformat(),
             "ceilings": ceiling["float32"],

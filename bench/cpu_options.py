@@ -103,7 +103,7 @@ def measure(res: int, n: int, rounds: int, ceiling_bf16: float) -> dict:
                 "first_steps_s": first.get(label),
             }
         )
-    default = resolve(TrainConfig(), torch.device("cpu"), resolution=res).describe()
+    default = resolve(TrainConfig(), torch.device("cpu")).describe()
     return {
         "res": res,
         "n": n,

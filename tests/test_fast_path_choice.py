@@ -30,9 +30,7 @@ def with_amx(monkeypatch):
 def test_a_cpu_without_native_bf16_trains_in_float32(without_bf16):
     path = resolve(TrainConfig(), CPU)
     assert not path.amp  # emulated bf16 is slower than float32
-    assert path.channels_last and path.fused_adam and not path.fuse_D and not path.compile
-    assert resolve(TrainConfig(), CPU, resolution=32).fuse_D  # small images: D in one batch
-    assert not resolve(TrainConfig(), CPU, resolution=64).fuse_D
+    assert path.channels_last and path.fused_adam and path.fuse_D and not path.compile
     assert "float32" in path.describe() and "without native bf16" in path.describe()
 
 
@@ -51,10 +49,10 @@ def test_explicit_options_win_over_the_processor(with_amx):
     assert "compiled" in resolve(TrainConfig(compile=True), CPU).describe()
 
 
-def test_cuda_and_ddp_take_their_own_defaults():
+def test_cuda_takes_bf16_and_d_in_one_batch_everywhere():
     cuda = resolve(TrainConfig(), torch.device("cuda"))
     assert cuda.amp and cuda.fused_adam and cuda.fuse_D and not cuda.compile
-    assert resolve(TrainConfig(), CPU, distributed=True).fuse_D  # DDP: one forward of D
+    assert resolve(TrainConfig(), CPU).fuse_D  # also what DDP needs: one forward of D
 
 
 def test_the_processor_is_read_not_assumed():
@@ -69,6 +67,6 @@ def test_the_processor_is_read_not_assumed():
 def test_the_run_records_its_path(tmp_path):
     list(train(tiny_config(), tmp_path / "r", dataset=TensorDataset(n=16)))
     recorded = json.loads((tmp_path / "r" / "config.json").read_text())["meta"]["fast_path"]
-    expected = resolve(tiny_config().train, CPU, resolution=32)
+    expected = resolve(tiny_config().train, CPU)
     assert recorded["summary"] == expected.describe()
     assert recorded["amp"] == expected.amp == (fast_path.native_bf16() is not None)
