@@ -3,10 +3,11 @@
     python bench/profile_cpu.py                       # the default grid -> bench/results/
     python bench/profile_cpu.py --res 64 --n 32       # one configuration, printed only
     python bench/profile_cpu.py --options amp,channels_last,fused_adam,compile
+    python bench/profile_cpu.py --torch-elu --out bench/results/cpu-profile-torch-elu
 
 Every operator the profiler sees is put in one bucket by its own (self) time: convolutions
 (forward and backward, oneDNN), matrix products (the two linear layers), ELU (forward and
-backward), nearest up-sampling, dtype casts and copies, allocation, Adam (everything inside the
+backward, torch's or began_core/elu.py's compiled kernels), nearest up-sampling, dtype casts and copies, allocation, Adam (everything inside the
 optimizer's step), zeroing gradients, and the rest of the elementwise work and reductions (the
 loss among them). What no operator accounts for, step time minus the operators' time, is the
 framework outside them: Python, the autograd engine, dispatch. Shares are of the step's wall
@@ -29,6 +30,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from began_core.config import ModelConfig, TrainConfig
+from began_core.elu import set_fast
 from began_core.model import BEGAN
 from began_core.step import TrainStep
 from bench import cpu_model
@@ -56,12 +58,12 @@ def bucket(name: str, ancestors: list[str]) -> str:
     if any(a.startswith("Optimizer.zero_grad") for a in ancestors):
         return "zero_grad"
     n = name.lower()
+    if "elu" in n or any("elu" in a.lower() for a in ancestors):  # also the fast ELU's kernels
+        return "ELU"
     if "conv" in n:
         return "convolution"
     if n in ("aten::addmm", "aten::mm", "aten::bmm", "aten::linear", "aten::matmul"):
         return "matrix product"
-    if "elu" in n:
-        return "ELU"
     if "upsample" in n:
         return "up-sampling"
     if n in ("aten::to", "aten::_to_copy", "aten::copy_", "aten::clone", "aten::contiguous"):
@@ -79,11 +81,15 @@ def _ancestors(event) -> list[str]:
     return out
 
 
-def profile_step(res: int, n: int, options: dict, steps: int = 6, warmup: int = 4) -> dict:
+def profile_step(
+    res: int, n: int, options: dict, steps: int = 6, warmup: int = 4, torch_elu: bool = False
+) -> dict:
     """Milliseconds per step in each bucket (mean over `steps` profiled steps) and in all."""
     torch.manual_seed(0)
     model = BEGAN(ModelConfig(resolution=res, n=n))
     step = TrainStep(model, TrainConfig(batch_size=BATCH, **options), torch.device("cpu"))
+    if torch_elu:
+        set_fast(model, False)
     x = torch.rand(BATCH, 3, res, res) * 2 - 1
     for _ in range(warmup):
         step(x)
@@ -101,7 +107,15 @@ def profile_step(res: int, n: int, options: dict, steps: int = 6, warmup: int = 
     # Operators on the autograd engine's thread overlap nothing here (one step at a time), so
     # their self times add up with the main thread's; what is left of the wall time is outside.
     ms["outside operators"] = max(0.0, 1e3 * wall - counted)
-    return {"res": res, "n": n, "batch": BATCH, "step_ms": 1e3 * wall, "ms": ms}
+    path = step.path.describe().replace("fast ELU", "torch's ELU") if torch_elu else None
+    return {
+        "res": res,
+        "n": n,
+        "batch": BATCH,
+        "path": path or step.path.describe(),
+        "step_ms": 1e3 * wall,
+        "ms": ms,
+    }
 
 
 def markdown(result: dict) -> str:
@@ -111,8 +125,8 @@ def markdown(result: dict) -> str:
         f"### Where a CPU step goes ({result['cpu_model']}, {result['cpus']} cores, "
         f"{result['threads']} threads), {result['date']}",
         "",
-        f"torch {result['torch']}; options: {result['options'] or 'none (float32 eager)'}; "
-        f"batch {BATCH}. Share of a step's wall time per bucket (ms per step in brackets).",
+        f"torch {result['torch']}, batch {BATCH}; the step: {rows[0]['path']}. Share of a "
+        "step's wall time per bucket (ms per step in brackets).",
         "",
         f"| bucket | {head} |",
         "|" + " --- |" * (len(rows) + 1),
@@ -141,9 +155,10 @@ def main() -> int:
     p.add_argument("--n", type=int, help="one filter count (default: the grid)")
     p.add_argument(
         "--options",
-        default="amp,channels_last,fused_adam",
-        help="TrainConfig speed options that are on (default: the bf16 CPU default)",
+        default="",
+        help="TrainConfig speed options forced on (default: none, the path train takes)",
     )
+    p.add_argument("--torch-elu", action="store_true", help="torch's ELU, not the fast one")
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--out", type=Path, help="write NAME.json and NAME.md (default: print only)")
     args = p.parse_args()
@@ -153,7 +168,7 @@ def main() -> int:
         grid = [(args.res, args.n)]
     rows = []
     for res, n in grid:
-        rows.append(profile_step(res, n, options, args.steps))
+        rows.append(profile_step(res, n, options, args.steps, torch_elu=args.torch_elu))
         print(json.dumps(rows[-1]), flush=True)
     result = {
         "cpu_model": cpu_model(),
