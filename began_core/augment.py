@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -128,33 +127,8 @@ def _color(v: Tensor, c: Tensor, on: Tensor) -> Tensor:
     return torch.where(on.view(-1, 1, 1, 1), u.clamp(-1, 1), v)
 
 
-class AdaptiveP:
-    """ADA's integral controller for the probability p of augmenting, on BEGAN's own overfitting
-    signal: r = L(x_held-out) / L(x_train) - 1, D's reconstruction of images it never trained on
-    against images it did. Every measurement moves p by `interval / ramp_steps` towards more
-    augmentation while r is above `target`, towards less while below (like k_t, a controller
-    on an error signal; p stays in [0, 1])."""
-
-    def __init__(self, target: float, p: float = 0.0, ramp_steps: int = 2000) -> None:
-        self.target, self.p, self.ramp_steps = float(target), float(p), int(ramp_steps)
-        self.r: float | None = None
-
-    def observe(self, L_heldout: float, L_train: float, interval: int) -> float:
-        self.r = L_heldout / max(L_train, 1e-12) - 1.0
-        direction = 1.0 if self.r > self.target else -1.0
-        self.p = min(max(self.p + direction * interval / self.ramp_steps, 0.0), 1.0)
-        return self.p
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"p": self.p, "r": self.r}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.p, self.r = float(state["p"]), state.get("r")
-
-
 class Augment:
-    """T for one training run: a policy, a probability p (fixed, or set by `AdaptiveP`) and the
-    run's seed. `T(v, step, use)` augments a (local) batch; every call with the same (step, use)
+    """T for one training run: a policy, a probability p and the run's seed. `T(v, step, use)` augments a (local) batch; every call with the same (step, use)
     draws the same parameters."""
 
     def __init__(

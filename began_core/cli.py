@@ -75,15 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--augment-p",
-        type=_probability_or_auto,
-        help="probability of applying each policy to an image (default 1), or 'auto': moved by "
-        "a controller on the held-out gap (needs --heldout)",
-    )
-    g.add_argument(
-        "--augment-target",
         type=float,
-        help=f"with --augment-p auto, the held-out/training loss ratio minus 1 that p aims at "
-        f"(default {d[1].augment_target})",
+        help="probability of applying each policy to an image (default 1; measured best on the "
+        "built-in faces: 0.5 with translation,cutout)",
     )
     g.add_argument(
         "--heldout-every",
@@ -215,17 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_parser(sub)
     hub.add_parser(sub)
     return p
-
-
-def _probability_or_auto(text: str) -> float | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a probability in [0, 1] or 'auto', got {text!r}"
-        ) from None
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:

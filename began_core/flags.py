@@ -48,7 +48,6 @@ FLAGS: dict[str, tuple[str, str]] = {
     "compile": ("train", "compile"),
     "augment": ("train", "augment"),
     "augment_p": ("train", "augment_p"),
-    "augment_target": ("train", "augment_target"),
     "heldout_every": ("train", "heldout_every"),
     "score_every": ("train", "score_every"),
     "data": ("data", "source"),

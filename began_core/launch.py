@@ -91,7 +91,7 @@ def validate_launch(values: Mapping[str, Any]) -> RunConfig:
 def _number(name: str, value: Any) -> Any:
     """Form values as the command line's types, so argparse never has to reject one."""
     kind = str if name in TEXT_SETTINGS else float if name in FLOAT_SETTINGS else int
-    if value is None or kind is str or (name == "augment_p" and value == "auto"):
+    if value is None or kind is str:
         return value
     if name in BOOL_SETTINGS:
         if not isinstance(value, bool):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import __version__, distributed, heldout, training_state
-from .augment import AdaptiveP, Augment
+from .augment import Augment
 from .batches import Batches
 from .config import ConfigError, RunConfig, parse_policy
 from .data import open_dataset
@@ -104,10 +104,9 @@ def train(
     torch.manual_seed(cfg_t.seed)
     random.seed(cfg_t.seed)
     model = BEGAN(cfg_m).to(device)
-    adaptive = AdaptiveP(cfg_t.augment_target) if cfg_t.augment_p == "auto" else None
-    p_0 = adaptive.p if adaptive is not None else float(cfg_t.augment_p)
     policy = parse_policy(cfg_t.augment)
-    augment = Augment(policy, p_0, cfg_t.seed, rank=d.rank, world=d.world) if policy else None
+    p = float(cfg_t.augment_p)
+    augment = Augment(policy, p, cfg_t.seed, rank=d.rank, world=d.world) if policy else None
     step_fn = TrainStep(model, cfg_t, device, d, augment)
     memorisation = (
         heldout.Memorisation(images, heldout_set, device, cfg_t.eta) if heldout_set else None
@@ -135,9 +134,6 @@ def train(
         opt_G.load_state_dict(state["opt_G"])
         opt_D.load_state_dict(state["opt_D"])
         plateau.load_state_dict(state["plateau"])
-        if adaptive is not None and augment is not None and "augment" in state:
-            adaptive.load_state_dict(state["augment"])
-            augment.p = adaptive.p
         best = dict(state.get("best") or {})
         step_fn.k_t = torch.tensor(state["k_t"], device=device)
         lr, step, wall_before = state["lr"], state["step"], state["wall_time"]
@@ -205,7 +201,6 @@ def train(
                 opt_G=opt_G.state_dict(),
                 opt_D=opt_D.state_dict(),
                 plateau=plateau.state_dict(),
-                **({"augment": adaptive.state_dict()} if adaptive is not None else {}),
                 **({"best": best} if best else {}),
             )
 
@@ -246,9 +241,6 @@ def train(
             step += 1
             if memorisation is not None and step % cfg_t.heldout_every == 0:
                 pending.update(memorisation(model, step_fn.amp))
-                if adaptive is not None and augment is not None:
-                    gap_in = (pending["L_heldout"], pending["L_train"], cfg_t.heldout_every)
-                    augment.p = adaptive.observe(*gap_in)
                 if augment is not None:
                     pending["augment_p"] = augment.p
             if scorer is not None and step % cfg_t.score_every == 0:
@@ -416,7 +408,7 @@ def _check_resume(run: RunDir, config: RunConfig) -> Path:
             f"cannot resume {run.path} with another model: {describe_mismatch(config.model, stored.model)}."
         )
     frozen = ("batch_size", "gamma", "lambda_k", "eta", "beta1", "beta2", "seed", "lr_window")
-    frozen += ("augment", "augment_p", "augment_target", "heldout_every")
+    frozen += ("augment", "augment_p", "heldout_every")
     changed = [k for k in frozen if getattr(stored.train, k) != getattr(config.train, k)]
     if changed or stored.data != config.data:
         what = ", ".join(changed + (["data"] if stored.data != config.data else []))

@@ -425,15 +425,7 @@ def test_small_data_options_reach_the_trainer(runs_dir, monkeypatch):
     assert args[args.index("--augment") + 1] == "translation,cutout"
     assert args[args.index("--augment-p") + 1] == "0.5"
     at = app()
-    at.checkbox(key="augment_auto").check()
-    at = submit(at)
-    assert not at.error
-    args = started[-1][1]
-    assert args[args.index("--augment") + 1] == "translation,cutout"
-    assert args[args.index("--augment-p") + 1] == "auto"
-    at = app()
     at.multiselect(key="augment").set_value(["cutout"])
-    at.checkbox(key="augment_auto").uncheck()
     at.number_input(key="augment_p").set_value(0.3)
     at.number_input(key="heldout").set_value(0.0)
     at.number_input(key="score_every").set_value(0)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from began_core import augment, heldout
-from began_core.augment import AdaptiveP, Augment
+from began_core.augment import Augment
 from began_core.batches import Batches
 from began_core.cli import build_parser, resolve_config
 from began_core.config import ConfigError, ModelConfig, RunConfig, parse_policy
@@ -124,18 +124,17 @@ def test_policies_parse_and_bad_ones_are_refused():
         tiny_config(augment="translation,blur")
     with pytest.raises(ConfigError, match="augment_p"):
         tiny_config(augment="cutout", augment_p=1.5)
-    with pytest.raises(ConfigError, match="--heldout"):
-        tiny_config(augment="cutout", augment_p="auto")
-    tiny_config(augment="", augment_p="auto")  # no augmentation: nothing to adapt
+    with pytest.raises(ConfigError, match="no longer offered.*did not beat a fixed p"):
+        tiny_config(augment="cutout", augment_p="auto")  # measured, and removed
     with pytest.raises(ConfigError, match="--heldout"):
         tiny_config(score_every=10)
 
 
 def test_flags_round_trip_the_new_options():
     args = ["train", "--out", "x", "--data", "shapes", "--augment", "translation,cutout"]
-    args += ["--augment-p", "auto", "--heldout", "0.1", "--score-every", "500"]
+    args += ["--augment-p", "0.5", "--heldout", "0.1", "--score-every", "500"]
     config = resolve_config(build_parser().parse_args(args))
-    assert config.train.augment_p == "auto" and config.data.heldout == 0.1
+    assert config.train.augment_p == 0.5 and config.data.heldout == 0.1
     again = resolve_config(build_parser().parse_args(["train", "--out", "x", *train_flags(config)]))
     assert again == config
     with pytest.raises(SystemExit):
@@ -197,7 +196,7 @@ def test_augmented_resume_is_exact(tmp_path):
     base = tiny_config(
         steps=20, checkpoint_every=10, heldout_every=5, augment="translation,cutout,color"
     )
-    full = with_train(with_data(base, heldout=0.3), augment_p="auto", augment_target=-1.0)
+    full = with_train(with_data(base, heldout=0.3), augment_p=0.5)
     data = TensorDataset(n=200)
     list(train(full, tmp_path / "a", dataset=data))
     list(train(with_train(full, steps=10), tmp_path / "b", dataset=data))
@@ -205,8 +204,7 @@ def test_augmented_resume_is_exact(tmp_path):
     a, b = RunDir(tmp_path / "a"), RunDir(tmp_path / "b")
     wa, wb = load(a.latest_checkpoint()).state_dict(), load(b.latest_checkpoint()).state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    ps = [r["augment_p"] for r in a.read_metrics() if "augment_p" in r]
-    assert ps == sorted(ps) and ps[-1] > 0  # target -1: the controller only ever raises p
+    assert [r["augment_p"] for r in a.read_metrics() if "augment_p" in r] == [0.5] * 4
     keys = ("step", "k_t", "L_x", "L_G", "augment_p", "L_heldout")
     strip = [[{k: r.get(k) for k in keys} for r in run.read_metrics()] for run in (a, b)]
     assert strip[0] == strip[1]
@@ -219,19 +217,6 @@ def test_augmentation_changes_what_D_sees_and_not_the_plain_run(tmp_path):
     aug = list(train(tiny_config(steps=10, augment="translation"), tmp_path / "c", dataset=data))
     assert plain[-1]["L_x"] == again[-1]["L_x"]  # no augmentation: the run as before
     assert aug[-1]["L_x"] != plain[-1]["L_x"]
-
-
-def test_adaptive_p_moves_towards_its_target_and_stays_a_probability():
-    a = AdaptiveP(target=0.05, ramp_steps=1000)
-    assert a.observe(1.2, 1.0, interval=100) == pytest.approx(0.1)  # overfitting: more
-    assert a.observe(1.0, 1.0, interval=100) == pytest.approx(0.0)  # fine: less
-    assert a.observe(1.0, 1.0, interval=100) == 0.0
-    for _ in range(20):
-        a.observe(2.0, 1.0, interval=100)
-    assert a.p == 1.0
-    b = AdaptiveP(target=0.05)
-    b.load_state_dict(a.state_dict())
-    assert b.p == 1.0 and b.r == pytest.approx(1.0)
 
 
 def test_best_checkpoint_is_kept_apart_and_exported_by_default(tmp_path):
