@@ -435,7 +435,7 @@ def test_small_data_options_reach_the_trainer(runs_dir, monkeypatch):
     at = app()
     at.number_input(key="heldout").set_value(0.0)  # scoring needs held-out images
     at = submit(at)
-    assert "--heldout" in texts(at.sidebar, "error") and len(started) == 3
+    assert "--heldout" in texts(at.sidebar, "error") and len(started) == 2
 
 
 def test_live_view_plots_the_heldout_gap_beside_M_global(runs_dir):
