@@ -57,6 +57,13 @@ def cpu_model() -> str:
     return ""
 
 
+def write_results(stem: Path, result: dict, table: str) -> None:
+    """STEM.json (the figures) and STEM.md (the table) under bench/results/ or wherever."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(table)
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -289,9 +296,7 @@ def main() -> int:
         table = markdown(result)
         print(table)
         if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / f"{device.type}.json").write_text(json.dumps(result, indent=2) + "\n")
-            (out_dir / f"{device.type}.md").write_text(table)
+            write_results(out_dir / device.type, result, table)
     return 0
 
 

@@ -32,7 +32,7 @@ from began_core.elu import set_fast
 from began_core.fast_path import native_bf16, resolve
 from began_core.model import BEGAN
 from began_core.step import TrainStep
-from bench import ceilings, cpu_model, step_flops
+from bench import ceilings, cpu_model, step_flops, write_results
 
 BATCH = 16
 CONFIGS = [(64, 32), (32, 16)]  # the shipped generators' size; the dashboard's demo
@@ -172,9 +172,7 @@ def main() -> int:
         print(json.dumps(result["configs"][-1]), flush=True)
     table = markdown(result)
     print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(table)
+    write_results(args.out, result, table)
     return 0
 
 

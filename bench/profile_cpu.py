@@ -33,7 +33,7 @@ from began_core.config import ModelConfig, TrainConfig
 from began_core.elu import set_fast
 from began_core.model import BEGAN
 from began_core.step import TrainStep
-from bench import cpu_model
+from bench import cpu_model, write_results
 
 GRID = [(32, 16), (32, 32), (32, 64), (64, 16), (64, 32), (64, 64)]
 BATCH = 16
@@ -182,9 +182,7 @@ def main() -> int:
     table = markdown(result)
     print(table)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(table)
+        write_results(args.out, result, table)
     return 0
 
 
