@@ -6,7 +6,8 @@
    Space lists), `preload_from_hub` (optional) naming only those.
 2. A local Hub (tests/hub_server.py) holding the shipped generators under the `models:` ids,
    as `python -m began_core push` puts them.
-3. `python app.py` with the environment a Space gives (GRADIO_SERVER_NAME=0.0.0.0,
+3. `python app.py` with the environment a Space gives (GRADIO_SERVER_NAME, a Space's 0.0.0.0
+   only with `--host 0.0.0.0`: 127.0.0.1 by default, so the check serves nobody else;
    GRADIO_SERVER_PORT, SYSTEM=spaces, SPACE_ID) and HF_ENDPOINT at the local Hub; every API
    endpoint called with gradio_client, a `models:` id among them.
 4. The `preload_from_hub` step of a Space build (the repos downloaded into the cache), the
@@ -17,7 +18,7 @@
 Space build does (minutes: the torch wheel); without it, this interpreter runs the app (CI).
 Prints the measured times; exits 1 on the first failure.
 
-    python scripts/check_space.py [--fresh-venv] [--port 7860]
+    python scripts/check_space.py [--fresh-venv] [--port 7860] [--host 0.0.0.0]
 """
 
 from __future__ import annotations
@@ -94,13 +95,13 @@ def check_front_matter(python: str) -> dict:
     return meta
 
 
-def free_port(preferred: int) -> int:
+def free_port(preferred: int, host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         try:
-            s.bind(("0.0.0.0", preferred))
+            s.bind((host, preferred))
             return s.getsockname()[1]
         except OSError:
-            s.bind(("127.0.0.1", 0))
+            s.bind((host, 0))
             return s.getsockname()[1]
 
 
@@ -199,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--fresh-venv", action="store_true", help="run the app in a new venv")
     p.add_argument("--port", type=int, default=7860, help="the Space's port (default 7860)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address the app binds (a Space binds 0.0.0.0; default 127.0.0.1: this machine)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = p.parse_args(argv)
 
@@ -226,10 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         shipped = sorted((ROOT / "pretrained").glob("fluent-faces-32-gamma*"))
         for repo_id, folder in zip(models, shipped, strict=False):
             hub.seed(repo_id, folder)  # what `python -m began_core push` uploads
-        port = free_port(args.port)
+        port = free_port(args.port, args.host)
         env = {
             **os.environ,
-            "GRADIO_SERVER_NAME": "0.0.0.0",
+            "GRADIO_SERVER_NAME": args.host,
             "GRADIO_SERVER_PORT": str(port),
             "SYSTEM": "spaces",
             "SPACE_ID": SPACE_ID,
