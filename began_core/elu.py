@@ -7,9 +7,11 @@ a bf16 training step (bench/results/cpu-profile.md: 11 to 25 % of a step at 32x3
 The same function written once and compiled by inductor runs about three times as fast. So a
 module can be switched to `fast`: forward and backward then run as two compiled element-wise
 kernels over the tensor's memory, whatever its layout (NCHW or channels_last), one kernel
-for every shape; tensors too small to gain keep PyTorch's ELU. Where the compiler is missing or fails, the module says so once and goes
-on with PyTorch's ELU; the two agree to the last bit or two of float32
-(`tests/test_elu.py`).
+for every shape; tensors too small to gain keep PyTorch's ELU. Where the compiler is
+missing, or fails at any call (torch.compile recompiles when the thread count or the
+determinism setting changes, and gives up after a few), the module says so once and goes on
+with PyTorch's ELU for the rest of the process; the two agree to the last bit or two of
+float32 (`tests/test_elu.py`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ def _backward(grad: Tensor, y: Tensor) -> Tensor:  # from the output y = ELU(x)
     return torch.where(y > 0, grad, grad * (y + 1))
 
 
+_broken: list[str] = []  # why the compiled kernels failed, once they have
+
+
+def _give_up(e: Exception) -> None:
+    if not _broken:
+        log.warning("fast ELU unavailable (%s: %s); using torch's ELU", type(e).__name__, e)
+    _broken.append(str(e))
+
+
 @functools.cache
 def _kernels() -> tuple[Callable, Callable] | None:
     """The compiled forward and backward, or None where torch.compile cannot run."""
@@ -50,8 +61,13 @@ def _kernels() -> tuple[Callable, Callable] | None:
             raise RuntimeError("the compiled ELU does not match torch's")
         return fwd, bwd
     except Exception as e:  # no C++ compiler, an unsupported platform, ...
-        log.warning("fast ELU unavailable (%s); using torch's ELU", e)
+        _give_up(e)
         return None
+
+
+def available() -> bool:
+    """Whether the compiled kernels run in this process (until one call fails)."""
+    return not _broken and _kernels() is not None
 
 
 def _dense(t: Tensor) -> bool:
@@ -74,8 +90,11 @@ def _like(flat: Tensor, t: Tensor) -> Tensor:
 class _FastELU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
-        fwd, _ = _kernels()
-        y = _like(fwd(_flat(x)), x)
+        try:
+            y = _like(_kernels()[0](_flat(x)), x)
+        except Exception as e:  # a recompile refused, a compiler error: torch's ELU from now on
+            _give_up(e)
+            y = F.elu(x)
         ctx.save_for_backward(y)
         return y
 
@@ -84,8 +103,12 @@ class _FastELU(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         if grad.stride() != y.stride() or not _dense(grad):
             grad = torch.empty_like(y).copy_(grad)  # y's layout, so memory lines up
-        _, bwd = _kernels()
-        return _like(bwd(_flat(grad), _flat(y)), y)
+        if not _broken:
+            try:
+                return _like(_kernels()[1](_flat(grad), _flat(y)), y)
+            except Exception as e:
+                _give_up(e)
+        return torch.ops.aten.elu_backward(grad, 1.0, 1, 1, True, y)
 
 
 def elu(x: Tensor, fast: bool = False) -> Tensor:
@@ -96,7 +119,7 @@ def elu(x: Tensor, fast: bool = False) -> Tensor:
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.bfloat16)
         and _dense(x)
-        and _kernels() is not None
+        and available()
     ):
         return _FastELU.apply(x)
     return F.elu(x)

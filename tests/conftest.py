@@ -63,6 +63,10 @@ def runs_dir(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(2)
+    # torch.compile's caches start afresh for every test: tests change the thread count and the
+    # determinism setting, each of which makes a compiled function recompile, and after a few
+    # recompiles torch.compile refuses (the fast ELU then falls back, see test_elu.py).
+    torch.compiler.reset()
 
 
 def wait_until(predicate, timeout: float, what: str = "condition"):

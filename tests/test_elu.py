@@ -78,3 +78,23 @@ def test_a_step_with_the_fast_elu_makes_the_same_losses():
         rows = [[float(r["L_x"]), float(r["L_G"]), float(step.k_t)] for r in map(step, [x] * 5)]
         losses.append(torch.tensor(rows))
     assert torch.allclose(losses[1], losses[0], rtol=1e-4, atol=1e-6)
+
+
+def test_a_compiler_failure_mid_run_falls_back_to_torchs_elu(monkeypatch, caplog):
+    """torch.compile may refuse at any call (too many recompiles): that call and every later
+    one take torch's ELU, with one warning, and training goes on."""
+    monkeypatch.setattr(elu_module, "_broken", [])
+
+    def refuse(*args):
+        raise RuntimeError("recompile limit hit")
+
+    monkeypatch.setattr(elu_module, "_kernels", lambda: (refuse, refuse))
+    x = _input(torch.float32, torch.channels_last)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got = elu(b, fast=True)
+    assert torch.equal(got, F.elu(x))
+    got.sum().backward()
+    F.elu(a).sum().backward()
+    assert torch.allclose(b.grad, a.grad, atol=1e-6)  # (from the output, not the input)
+    assert elu_module._broken and "fast ELU unavailable" in caplog.text
+    assert elu(b, fast=True).grad_fn.__class__.__name__ == "EluBackward0"  # torch's from now on
