@@ -65,11 +65,11 @@ def resolve(cfg: TrainConfig, device: torch.device) -> FastPath:
     """The options `cfg` asks for, with every None ("auto") decided for `device`.
 
     What was measured (bench/results/cpu-options.md, a 2-core AMD EPYC with AVX-512 BF16): bf16
-    autocast 1.3x to 1.7x float32 with channels_last; fused Adam a few per cent more; torch.compile
-    of G and D nothing at 64x64 and 32x32 (it moves the ELU work into its own kernels, which take
-    as long), after half a minute of compiling, so it stays opt-in; D on real and fake as one
-    batch 6 to 10 % faster at 32x32 and 4 to 6 % faster at 64x64 in the two careful
-    measurements (one shorter one had it 4 % slower at 64x64), so it is one batch everywhere."""
+    autocast 1.3x to 1.7x float32 with channels_last; torch.compile of G and D nothing at 64x64
+    and 32x32 (it moves the ELU work into its own kernels, which take as long), after half a
+    minute of compiling, so it stays opt-in; fused Adam, and D on real and fake as one batch,
+    each from 2 % slower to 10 % faster over three 12-round runs (the noise is about 5 %),
+    faster on balance, so both are on."""
     cuda = device.type == "cuda"
     if cuda:
         reason, bf16 = "CUDA", True
