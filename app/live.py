@@ -71,8 +71,8 @@ def _header(info: widgets.RunInfo) -> None:
         if info.config
         else "(no configuration written yet)"
     )
-    path = info.config.get("meta", {}).get("fast_path", {}).get("summary")
-    hardware = info.config.get("meta", {}).get("hardware")
+    path = info.meta.get("fast_path", {}).get("summary")
+    hardware = info.meta.get("hardware")
     if path:  # which speed options the trainer took, and why (began_core/fast_path.py)
         about += f"  \n:material/speed: {path}" + (f" · {hardware}" if hardware else "")
     title.markdown(f"#### {info.name}\n{about}")

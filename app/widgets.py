@@ -60,6 +60,11 @@ class RunInfo:
         return self.config.get("model", {})
 
     @property
+    def meta(self) -> dict[str, Any]:
+        """What the trainer recorded about the run: command, versions, hardware, fast path."""
+        return self.config.get("meta", {})
+
+    @property
     def data(self) -> str:
         return str(self.config.get("data", {}).get("source", "?"))
 
