@@ -3,7 +3,8 @@
     ELU(x) = x for x > 0, exp(x) - 1 otherwise;  ELU'(x) = 1 for x > 0, ELU(x) + 1 otherwise.
 
 On the CPU, PyTorch's own ELU forward evaluates expm1 element by element and took a fifth of
-a bf16 training step (bench/results/cpu-profile.md: 11 to 25 % of a step at 32x32 and 64x64).
+a bf16 training step (bench/results/cpu-profile-torch-elu.md: 13 to 24 % of a step at 32x32
+and 64x64).
 The same function written once and compiled by inductor runs about three times as fast. So a
 module can be switched to `fast`: forward and backward then run as two compiled element-wise
 kernels over the tensor's memory, whatever its layout (NCHW or channels_last), one kernel
