@@ -1,12 +1,19 @@
-"""Frames per second of the Classroom page's live part, on the server: one frame trains
-`speed` full BEGAN steps, measures mode coverage on 2,500 samples and builds the three
-pictures (the L(v) map with points and arrows as a PNG, the histograms and the curves as
-the plotly JSON that Streamlit sends). The browser's drawing is not included (the chromium test measures the
-whole loop). The model runs on one thread, so its CPU time per frame is the frame time on a
-core nobody else uses; the wall time shows what a shared machine gave.
+"""Frames per second of the Classroom page's live part.
+
+On the server (the default): one frame trains `speed` full BEGAN steps, measures mode
+coverage on 2,500 samples and builds the three pictures (the L(v) map with points and arrows
+as a PNG, the histograms and the curves as the plotly JSON that Streamlit sends). The model
+runs on one thread, so its CPU time per frame is the frame time on a core nobody else uses;
+the wall time shows what a shared machine gave.
+
+In the browser (`--browser`): the whole loop a visitor sees. It starts `streamlit run
+app/main.py` (read-only, on a free local port), opens the Classroom in headless chromium from
+a shared link, presses Play and counts the steps the page shows over `--seconds`; frames/s
+is steps / speed / seconds. The server, its frames and chromium's drawing share the machine.
 
     python bench/classroom_fps.py                  # 20 and 50 steps per frame, the default grid
     python bench/classroom_fps.py --speeds 20 --frames 50 --threads 2
+    python bench/classroom_fps.py --browser --speeds 20 50 --seconds 10
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import argparse
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +34,8 @@ from app import classroom_charts as charts
 from began_core import points
 from began_core.classroom import Classroom
 from bench import cpu_model  # bench/bench.py, beside this script
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def frame(model: Classroom, speed: int) -> int:
@@ -39,19 +49,7 @@ def frame(model: Classroom, speed: int) -> int:
     return len(png) + sum(len(f.to_json()) for f in figures)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--speeds", type=int, nargs="+", default=[20, 50])
-    parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument(
-        "--data", default="grid", choices=[d for d in points.DATASETS if d != "csv"]
-    )
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the page uses 1)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(
-        f"{cpu_model() or platform.processor() or 'unknown'}, {torch.get_num_threads()} torch threads, data {args.data}"
-    )
+def on_server(args: argparse.Namespace) -> None:
     print(
         "| steps per frame | frame, wall (ms) | frames/s, wall | frame, CPU (ms) | "
         "frames/s on a free core | steps/s on a free core | bytes per frame |"
@@ -71,6 +69,55 @@ def main() -> None:
             f"| {speed} | {ms:.0f} | {1000 / ms:.1f} | {cpu_ms:.0f} | {1000 / cpu_ms:.1f} | "
             f"{speed * 1000 / cpu_ms:.0f} | {size:,} |"
         )
+
+
+def in_browser(args: argparse.Namespace) -> None:
+    # The dashboard and chromium as the browser tests start them (tests/test_browser.py).
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_browser import browser_page, dashboard
+    from test_classroom_browser import step_shown
+
+    from conftest import wait_until
+
+    print("| steps per frame | frames/s in the browser | steps/s | steps counted | seconds |")
+    print("| --- | --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as tmp, dashboard(Path(tmp), BEGAN_READ_ONLY="1") as served:
+        for speed in args.speeds:
+            query = f"data={args.data}&seed=0&speed={speed}"
+            with browser_page(f"{served[0]}/classroom?{query}") as page:
+                page.get_by_role("button", name="Play").click()
+                page.get_by_role("button", name="Pause").wait_for()
+                started = wait_until(lambda: step_shown(page) or None, 120, "a first frame")
+                first = wait_until(
+                    lambda s=started: (n := step_shown(page)) > s and n, 120, "a second frame"
+                )
+                start = time.monotonic()
+                time.sleep(args.seconds)
+                steps = step_shown(page) - first
+                seconds = time.monotonic() - start
+                page.get_by_role("button", name="Pause").click()
+            print(
+                f"| {speed} | {steps / speed / seconds:.1f} | {steps / seconds:.0f} | "
+                f"{steps:,} | {seconds:.1f} |"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--speeds", type=int, nargs="+", default=[20, 50])
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument(
+        "--data", default="grid", choices=[d for d in points.DATASETS if d != "csv"]
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the page uses 1)")
+    parser.add_argument("--browser", action="store_true", help="the page in chromium, whole")
+    parser.add_argument("--seconds", type=float, default=10, help="with --browser: counted")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(
+        f"{cpu_model() or platform.processor() or 'unknown'}, {torch.get_num_threads()} torch threads, data {args.data}"
+    )
+    (in_browser if args.browser else on_server)(args)
 
 
 if __name__ == "__main__":

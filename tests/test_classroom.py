@@ -11,7 +11,8 @@ from PIL import Image
 from began_core import equilibrium, points
 from began_core.classroom import Classroom, Design, Drawing, Knobs
 
-MAIN = Path(__file__).resolve().parent.parent / "app" / "main.py"
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = ROOT / "app" / "main.py"
 
 
 def tiny(**design) -> Classroom:
@@ -268,6 +269,21 @@ def test_a_shared_link_opens_the_same_experiment(tmp_path, monkeypatch):
     assert (model.knobs.gamma, model.knobs.lambda_k, model.knobs.lr_G) == (0.7, 0.01, 3e-4)
     assert model.knobs.eta == 2 and at.slider(key="cls_speed").value == 50
     assert model.design.view == "point" and model.design.code == 2  # arrows v -> D(v) drawn
+
+
+def test_the_dashboard_does_not_collect_all_garbage_between_frames(monkeypatch):
+    """Streamlit's full collection after every run of the page took about 170 ms between two
+    frames, half the Classroom's frame rate in the browser (bench/classroom_fps.py --browser);
+    the dashboard's config turns it off, and Streamlit, reading it as `streamlit run` does
+    from the repository root, takes the setting."""
+    from streamlit import config
+
+    monkeypatch.chdir(ROOT)
+    try:
+        assert config.get_config_options(force_reparse=True)["runner.postScriptGC"].value is False
+    finally:
+        monkeypatch.undo()
+        config.get_config_options(force_reparse=True)
 
 
 # --------------------------------------------------------------------------- the default preset

@@ -18,7 +18,7 @@ from app.live import explain_panel, now_sentence
 from began_core import points
 from began_core.classroom import Classroom, Design, Knobs
 
-FRAME_S = 0.2  # a frame every 0.2 s while playing: train `speed` steps, then redraw
+FRAME_S = 0.1  # ask for a frame every 0.1 s while playing: train `speed` steps, then redraw
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3)
 LAMBDA_KS = (0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
 DEFAULTS = {"data": "grid", "seed": 0, "gamma": 0.5, "lambda_k": 0.1, "eta": 1}
