@@ -112,9 +112,15 @@ def evaluate(
     device: str = "cpu",
     seed: int = 0,
     classifier: str | os.PathLike | None = None,
+    resolution: int | None = None,
 ) -> dict[str, Any]:
     """Offline quality metrics of a checkpoint folder, a run directory (its latest checkpoint)
     or a Hub id, against the real images of its dataset; see the module docstring.
+
+    `resolution` scores at another size than the model's: its images are resized as the
+    built-in datasets are (8-bit, LANCZOS down, BICUBIC up), the real ones opened at that
+    size and the classifier for that size used. So a 64x64 generator and a 32x32 one can be
+    compared by one classifier.
 
     The dataset is `data` if given, else the run's `config.json`, else the checkpoint's
     training.json, else fluent-faces. `n` generated images (z from `seed`) are compared with n real
@@ -148,14 +154,13 @@ def evaluate(
         open_kw = {k: known.get(k) for k in ("celeba_crop", "max_images")}
     else:
         source, data_from = DEFAULT_DATA, "default: no run config or training.json names one"
-    ds = open_dataset(source, cfg.resolution, cfg.channels, **open_kw)
+    size = cfg.resolution if resolution is None else int(resolution)
+    if size < 8:
+        raise ConfigError(f"resolution must be at least 8, got {resolution!r}.")
+    ds = open_dataset(source, size, cfg.channels, **open_kw)
 
     try:
-        clf_path = (
-            Path(classifier)
-            if classifier
-            else find_classifier(source, cfg.resolution, cfg.channels)
-        )
+        clf_path = Path(classifier) if classifier else find_classifier(source, size, cfg.channels)
     except ClassifierError as e:
         if data_from.startswith("default"):
             raise ClassifierError(
@@ -180,6 +185,11 @@ def evaluate(
         raise CheckpointError(
             f"{checkpoint} generates non-finite images (NaN or inf): its weights are broken."
         )
+    if size != cfg.resolution:
+        from .builtin_data import resize_stack
+
+        u8 = fake.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).numpy()
+        fake = torch.from_numpy(resize_stack(u8, size)).float().div(127.5).sub(1.0)
 
     f_real, logits_real = clf.embed(real)
     labels = ds.labels if ds.labels is not None else logits_real.argmax(1).numpy()
@@ -209,7 +219,8 @@ def evaluate(
         "step": int(step.group(1)) if step else None,
         "data": source,
         "data_from": data_from,
-        "resolution": cfg.resolution,
+        "resolution": size,
+        "model_resolution": cfg.resolution,
         "channels": cfg.channels,
         "n": n_eff,
         "n_requested": n,
@@ -297,6 +308,11 @@ def format_table(r: dict[str, Any]) -> str:
         f"{r['resolution']}, n = {r['n']} generated vs {r['n']} real, seed {r['seed']}",
         f"classifier  {r['classifier']} (held-out accuracy {r['classifier_test_accuracy']})",
     ]
+    if r.get("model_resolution", r["resolution"]) != r["resolution"]:
+        lines.append(
+            f"            the model's {r['model_resolution']}x{r['model_resolution']} images "
+            f"resized to {r['resolution']}x{r['resolution']}, as the real ones were"
+        )
     if r["n"] < r["n_requested"]:
         lines.append(
             f"            n cut from {r['n_requested']} to {r['n']}: the real reference set "
@@ -362,6 +378,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=Path,
         help="classifier folder (default: pretrained/classifiers/<data>-<resolution>)",
     )
+    e.add_argument(
+        "--resolution",
+        type=int,
+        help="score at this size (default: the model's): generated images are resized as the "
+        "built-in data are, so generators of different sizes meet one classifier",
+    )
     return e
 
 
@@ -375,6 +397,7 @@ def main(args: argparse.Namespace) -> int:
             device=args.device,
             seed=args.seed,
             classifier=args.classifier,
+            resolution=args.resolution,
         )
         print(format_table(result), end="\n\n", flush=True)
         results.append(result)

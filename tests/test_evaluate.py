@@ -181,6 +181,22 @@ def test_an_exported_checkpoint_takes_its_dataset_from_training_json(tmp_path):
     assert r["data"] == "fluent-faces" and r["data_from"] == "training.json"
 
 
+def test_a_64x64_generator_is_scored_at_32x32_by_the_32x32_classifier(tmp_path, capsys):
+    """`--resolution`: a 64x64 and a 32x32 generator compared by one classifier."""
+    big = untrained(tmp_path, ModelConfig(resolution=64, n=8, Nh=16, Nz=16))
+    own = evaluate(big, n=32)
+    at_32 = evaluate(big, n=32, resolution=32)
+    assert own["classifier"].endswith("fluent-faces-64") and own["resolution"] == 64
+    assert at_32["classifier"].endswith("fluent-faces-32")
+    assert at_32["resolution"] == 32 and at_32["model_resolution"] == 64
+    assert set(at_32["swd_levels"]) == {"32", "16"}
+    assert all(math.isfinite(at_32[k]) for k in METRIC_KEYS)
+    # The real sets are the same images at 32x32 as a 32x32 model's evaluation uses.
+    assert at_32["reference"] == evaluate(untrained(tmp_path / "s"), n=32)["reference"]
+    assert main(["evaluate", str(big), "--n", "16", "--resolution", "32"]) == 0
+    assert "64x64 images resized to 32x32" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
