@@ -1,7 +1,8 @@
 """Rebuild the shipped generators, pretrained/<data>-32-gamma{0.3,0.5,0.7}, from three training
 runs stopped at the same step, and print the README's gamma table.
 
-    # the three runs (same seed, data, architecture and steps; only gamma differs)
+    # the three runs (same seed, data, architecture and steps; only gamma differs); the
+    # 64x64 ones with the small-data recipe: scripts/train_gammas.sh runs 30000 64
     for g in 0.3 0.5 0.7; do
       python -m began_core train --data fluent-faces --out runs/gamma$g --steps 4000 \\
         --resolution 32 --filters 32 --gamma $g --eta 2 --lambda-k 0.01 --seed 0 --amp \\
