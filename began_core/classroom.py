@@ -23,6 +23,7 @@ from . import points as points_lib
 from .equilibrium import M_global, ae_loss, discriminator_loss, update_k
 
 EXTENT = 1.0  # the normalised data lie in about [-0.85, 0.85]; blobs are drawn on [-1, 1]^2
+PACK_NORMS = ("mean", "clamp")
 _init_lock = threading.Lock()  # weight init uses torch's global RNG, forked under this lock
 
 
@@ -41,13 +42,28 @@ class Design:
     spread: float = 0.0  # if > 0, G's last layer starts scaled so G(z) has this std per axis
     bounded: bool = False  # G(z) = tanh(.): its points stay on D's canvas [-1, 1]^2
     warmup: int = 0  # extra D updates before the first full step
+    # Packing (PacGAN's idea, kept inside BEGAN): D auto-encodes one image per `pack`
+    # consecutive points, the sum of their blobs normalised by `pack_norm`: "mean" (divided by
+    # pack: every pack carries one blob's worth of ink) or "clamp" (each pixel capped at 1).
+    # L(v) is then per pack, and L(x), L(G(z)) are means over a batch's batch / pack packs.
+    pack: int = 1
+    pack_norm: str = "mean"
 
     def __post_init__(self) -> None:
         if self.view not in ("blob", "point"):
             raise ValueError(f"view must be 'blob' or 'point', got {self.view!r}")
-        for name in ("resolution", "code", "width", "Nz", "batch", "d_steps"):
+        for name in ("resolution", "code", "width", "Nz", "batch", "d_steps", "pack"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.pack_norm not in PACK_NORMS:
+            raise ValueError(f"pack_norm must be one of {PACK_NORMS}, got {self.pack_norm!r}")
+        if self.pack > 1 and self.view != "blob":
+            raise ValueError("packs are drawn as images: pack > 1 needs view='blob'")
+        if self.batch % self.pack:
+            raise ValueError(
+                f"batch ({self.batch}) must be divisible by pack ({self.pack}): "
+                "D sees batch / pack images of pack points each"
+            )
 
 
 @dataclass
@@ -132,19 +148,39 @@ class AutoEncoder(nn.Module):
         super().__init__()
         n = design.resolution**2 if design.view == "blob" else 2
         self.draw = Drawing(design.resolution, design.blob) if design.view == "blob" else None
+        self.pack, self.pack_norm = design.pack, design.pack_norm
         w = design.width
         self.encoder = mlp([n, w, w, design.code])  # (B, n) -> (B, code)
         self.decoder = mlp([design.code, w, w, n])  # (B, code) -> (B, n)
 
     def view(self, p: Tensor) -> Tensor:
-        """What D sees of a point: its image, or the point itself."""
-        return self.draw(p) if self.draw is not None else p
+        """What D sees of points (B, 2): each point's image, or the point itself; with packs,
+        one image per `pack` consecutive points, (B / pack, R*R)."""
+        if self.draw is None:
+            return p
+        if self.pack == 1:
+            return self.draw(p)
+        if len(p) % self.pack:
+            raise ValueError(f"{len(p)} points do not make packs of {self.pack}")
+        blobs = self.draw(p)
+        return self._normalise(blobs.reshape(-1, self.pack, blobs.shape[1]).sum(1))
+
+    def view_alone(self, p: Tensor) -> Tensor:
+        """For each point, the image of a pack whose points all sit there (B, R*R): what D
+        sees of a G collapsed onto that point. Without packs, the point's own image."""
+        if self.draw is None or self.pack == 1:
+            return self.view(p)
+        blobs = self.draw(p)
+        return blobs if self.pack_norm == "mean" else self._normalise(blobs * self.pack)
+
+    def _normalise(self, ink: Tensor) -> Tensor:
+        return ink / self.pack if self.pack_norm == "mean" else ink.clamp(max=1.0)
 
     def forward(self, v: Tensor) -> Tensor:
         return self.decoder(self.encoder(v))
 
     def loss(self, p: Tensor, eta: int) -> Tensor:
-        """L(v) per point, (B,): ae_loss of the point's view and its reconstruction."""
+        """L(v) per image D sees, (B / pack,): ae_loss of the view and its reconstruction."""
         v = self.view(p)
         return ae_loss(v, self(v), eta)
 
@@ -304,13 +340,14 @@ class Classroom:
     @torch.inference_mode()
     def loss_map(self, lo: tuple[float, float], hi: tuple[float, float], cells: int = 40):
         """L(v) on a cells x cells grid over the box [lo, hi] (data coordinates): (cells,
-        cells) with rows along y, and the axes."""
+        cells) with rows along y, and the axes. With packs, L of the pack whose points all sit
+        at v (`AutoEncoder.view_alone`): what D makes of a G collapsed there."""
 
         def grid():
             xs = torch.linspace(lo[0], hi[0], cells)
             ys = torch.linspace(lo[1], hi[1], cells)
             p = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
-            return xs, ys, self.D.view(self.data.normalise(p))
+            return xs, ys, self.D.view_alone(self.data.normalise(p))
 
         xs, ys, v = self._fixed(("map", tuple(lo), tuple(hi), cells), grid)
         L = ae_loss(v, self.D(v), self.knobs.eta)  # self.D.loss, less drawing the same grid
@@ -318,14 +355,18 @@ class Classroom:
 
     def pushes(self, n: int = 64, seed: int = 99) -> tuple[Tensor, Tensor]:
         """Generated points (data coordinates) and -dL_G/dG(z) at each, in data units: where
-        G's update pushes its points."""
-        z = torch.rand(n, self.design.Nz, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+        G's update pushes its points. With packs, n is rounded up to whole packs, each point
+        is pushed as a member of its pack, and the first n are returned."""
+        m = self.design.pack
+        total = -(-n // m) * m
+        z = torch.rand(total, self.design.Nz, generator=torch.Generator().manual_seed(seed))
+        z = z * 2 - 1
         with torch.no_grad():
             p = self.G(z)
         p.requires_grad_(True)
         L = self.D.loss(p, self.knobs.eta).sum()
         (grad,) = torch.autograd.grad(L, p)
-        return self.data.denormalise(p.detach()), -grad * self.data.scale
+        return self.data.denormalise(p.detach()[:n]), -grad[:n] * self.data.scale
 
     @torch.inference_mode()
     def reconstructions(self, p: Tensor) -> Tensor | None:
@@ -336,12 +377,13 @@ class Classroom:
 
     @torch.inference_mode()
     def losses(self, n: int = 512, seed: int = 7) -> tuple[Tensor, Tensor]:
-        """L(x) and L(G(z)) per sample, for histograms: the same x and z every time."""
+        """L(x) and L(G(z)) per image D sees (per point, or per pack of points), n of each,
+        for histograms: the same x and z every time."""
 
         def draw():
             g = torch.Generator().manual_seed(seed)
-            x = self.data.normalise(self.data.sample(n, g))
-            z = torch.rand(n, self.design.Nz, generator=g) * 2 - 1
+            x = self.data.normalise(self.data.sample(n * self.design.pack, g))
+            z = torch.rand(n * self.design.pack, self.design.Nz, generator=g) * 2 - 1
             return self.D.view(x), z
 
         v, z = self._fixed(("losses", n, seed), draw)

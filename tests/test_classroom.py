@@ -134,6 +134,42 @@ def test_update_k_on_a_fresh_model_measures_first():
     assert torch.equal(params(model.D), D) and torch.equal(params(model.G), G)
 
 
+def test_a_pack_design_is_checked():
+    for bad in ({"pack": 0}, {"pack": 3}, {"pack": 2, "view": "point"}, {"pack_norm": "max"}):
+        with pytest.raises(ValueError):
+            Design(batch=32, **bad)
+    assert Design(batch=32, pack=8).pack == 8
+
+
+@pytest.mark.parametrize("norm", ["mean", "clamp"])
+def test_d_sees_one_image_per_pack_of_points(norm):
+    model = tiny(pack=4, pack_norm=norm)
+    p = torch.rand(8, 2) * 1.6 - 0.8
+    v = model.D.view(p)
+    blobs = model.D.draw(p).reshape(2, 4, -1).sum(1)
+    expected = blobs / 4 if norm == "mean" else blobs.clamp(max=1.0)
+    assert v.shape == (2, model.design.resolution**2) and torch.allclose(v, expected)
+    assert model.D.loss(p, 1).shape == (2,)
+    with pytest.raises(ValueError):
+        model.D.view(p[:6])
+    # a pack whose points all sit at one place: the map's view of that place
+    alone = model.D.view_alone(p[:1])
+    assert torch.allclose(alone, model.D.view(p[:1].repeat(4, 1)))
+
+
+def test_packed_training_steps_and_the_page_reads_it():
+    model = tiny(pack=8)
+    model.step(3)
+    assert len(model.history) == 3 and model.L_x == model.L_x
+    L, _, _ = model.loss_map((-2.0, -2.0), (2.0, 2.0), 6)
+    assert L.shape == (6, 6)
+    p, push = model.pushes(10, seed=1)  # 10 points: two packs drawn, the first 10 shown
+    assert p.shape == push.shape == (10, 2) and push.abs().sum() > 0
+    L_x, L_G = model.losses(n=20)
+    assert L_x.shape == L_G.shape == (20,)
+    assert model.coverage().modes == 8
+
+
 def test_the_unclipped_controller_leaves_zero_to_one():
     assert equilibrium.update_k(0.0, 1.0, 2.0, 0.5, 0.1) == 0.0
     assert equilibrium.update_k(0.0, 1.0, 2.0, 0.5, 0.1, clip=False) == pytest.approx(-0.15)
