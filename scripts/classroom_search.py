@@ -3,6 +3,8 @@ its modes covered, high-quality share, final k_t and L(x), as a Markdown table.
 
     python scripts/classroom_search.py                 # the table in the README
     python scripts/classroom_search.py --only blob     # variants whose name contains "blob"
+    python scripts/classroom_search.py --pack          # the packing search (PACK_VARIANTS)
+    python scripts/classroom_search.py --pack --best --seeds 0 1 2   # its best, more seeds
 """
 
 from __future__ import annotations
@@ -104,12 +106,30 @@ VARIANTS: dict[str, tuple[str, dict, dict, int]] = {
     ),
 }
 
+# Packing: D auto-encodes one image per `pack` points (the normalised sum of their blobs).
+PACK_VARIANTS: dict[str, tuple[str, dict, dict, int]] = {
+    f"pack {m}, {norm}, blob {blob:g}px, gamma {g}, lambda_k {lk}": (
+        "ring",
+        {"pack": m, "pack_norm": norm, "blob": blob},
+        {"gamma": g, "lambda_k": lk},
+        3000,
+    )
+    for blob in (1.0, 2.0)
+    for norm in ("mean", "clamp")
+    for m in (4, 8, 16, 32)
+    for g in (0.5, 0.7)
+    for lk in (0.01, 0.1)
+}
+BEST_PACK: tuple[dict, dict] = ({"pack": 8, "pack_norm": "mean"}, {"lambda_k": 0.1})
+
 
 def run(dataset: str, design: dict, knobs: dict, steps: int, seed: int) -> dict:
     knobs = Knobs(**{**NEW_USER, **knobs})
     model = Classroom(points.make(dataset), Design(**design), knobs, seed=seed)
-    start = time.perf_counter()
-    model.step(steps)
+    start, progress = time.perf_counter(), []
+    for done in range(0, steps, 500):
+        model.step(min(500, steps - done))
+        progress.append(model.coverage().modes_covered)
     seconds = time.perf_counter() - start
     cov = model.coverage()
     tail = model.history[-100:]
@@ -120,6 +140,7 @@ def run(dataset: str, design: dict, knobs: dict, steps: int, seed: int) -> dict:
         "L_x": sum(r["L_x"] for r in tail) / len(tail),
         "ratio": sum(r["L_G"] for r in tail) / max(1e-12, sum(r["L_x"] for r in tail)),
         "s": seconds,
+        "progress": "/".join(str(c) for c in progress),  # modes covered every 500 steps
     }
 
 
@@ -132,12 +153,19 @@ def main() -> None:
         action="store_true",
         help="instead: the default design at gamma 0.3, 0.5, 0.7 on the ring and the grid",
     )
+    parser.add_argument("--pack", action="store_true", help="the packing search instead")
+    parser.add_argument(
+        "--best", action="store_true", help="with --pack: the best pack setting, gammas 0.3-0.7"
+    )
+    parser.add_argument("--steps", type=int, default=0, help="override every variant's steps")
+    parser.add_argument("--shard", type=int, nargs=2, default=[0, 1], metavar=("I", "N"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(
-        "| variant | data | steps | seed | modes covered | high-quality share | k_t | L(x) | L(G)/L(x) | s |"
+        "| variant | data | steps | seed | modes covered | high-quality share | k_t | L(x) "
+        "| L(G)/L(x) | s | modes every 500 steps |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     variants = VARIANTS
     if args.gammas:
         variants = {
@@ -145,14 +173,24 @@ def main() -> None:
             for data in ("ring", "grid")
             for g in (0.3, 0.5, 0.7)
         }
-    for name, (dataset, design, knobs, steps) in variants.items():
-        if args.only not in name:
-            continue
+    if args.pack:
+        variants = PACK_VARIANTS
+    if args.pack and args.best:
+        design, knobs = BEST_PACK
+        variants = {
+            f"best pack, gamma {g}, {data}": (data, design, {**knobs, "gamma": g}, 3000)
+            for data in ("ring", "grid")
+            for g in (0.3, 0.5, 0.7)
+        }
+    chosen = [item for item in variants.items() if args.only in item[0]]
+    for name, (dataset, design, knobs, steps) in chosen[args.shard[0] :: args.shard[1]]:
+        steps = args.steps or steps
         for seed in args.seeds:
             r = run(dataset, design, knobs, steps, seed)
             print(
                 f"| {name} | {dataset} | {steps:,} | {seed} | {r['modes']} | {r['hq']:.2f} | "
-                f"{r['k_t']:.3f} | {r['L_x']:.4f} | {r['ratio']:.2f} | {r['s']:.0f} |",
+                f"{r['k_t']:.3f} | {r['L_x']:.4f} | {r['ratio']:.2f} | {r['s']:.0f} | "
+                f"{r['progress']} |",
                 flush=True,
             )
 
