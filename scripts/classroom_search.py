@@ -107,20 +107,69 @@ VARIANTS: dict[str, tuple[str, dict, dict, int]] = {
 }
 
 # Packing: D auto-encodes one image per `pack` points (the normalised sum of their blobs).
-PACK_VARIANTS: dict[str, tuple[str, dict, dict, int]] = {
-    f"pack {m}, {norm}, blob {blob:g}px, gamma {g}, lambda_k {lk}": (
+ST = {"spread": 0.5, "bounded": True}
+PACK_VARIANTS: dict[str, tuple[str, dict, dict, int]] = {  # the rows of the README's table
+    "pack 4, mean, blob 1px": ("ring", {"pack": 4}, {}, 3000),
+    "pack 4, mean, blob 1px, lambda_k 0.1": ("ring", {"pack": 4}, {"lambda_k": 0.1}, 3000),
+    "pack 8, mean, blob 1px, G spread + tanh, lambda_k 0.1": (
         "ring",
-        {"pack": m, "pack_norm": norm, "blob": blob},
-        {"gamma": g, "lambda_k": lk},
+        {"pack": 8, **ST},
+        {"lambda_k": 0.1},
+        1500,
+    ),
+    "pack 8, clamp, blob 1px, G spread + tanh, lambda_k 0.1": (
+        "ring",
+        {"pack": 8, "pack_norm": "clamp", **ST},
+        {"lambda_k": 0.1},
+        1500,
+    ),
+    "pack 16, mean, blob 1px, G spread + tanh, lambda_k 0.1": (
+        "ring",
+        {"pack": 16, **ST},
+        {"lambda_k": 0.1},
+        1500,
+    ),
+    "pack 32, mean, blob 1px, G spread + tanh, lambda_k 0.1": (
+        "ring",
+        {"pack": 32, **ST},
+        {"lambda_k": 0.1},
+        1500,
+    ),
+    "pack 4, mean, blob 2px, G spread + tanh, lambda_k 0.1": (
+        "ring",
+        {"pack": 4, "blob": 2.0, **ST},
+        {"lambda_k": 0.1},
+        1500,
+    ),
+    "pack 8, mean, blob 2px, G spread + tanh, lambda_k 0.1": (
+        "ring",
+        {"pack": 8, "blob": 2.0, **ST},
+        {"lambda_k": 0.1},
+        4000,
+    ),
+    "pack 16, mean, blob 2px, G spread + tanh, lambda_k 0.1": (
+        "ring",
+        {"pack": 16, "blob": 2.0, **ST},
+        {"lambda_k": 0.1},
+        1500,
+    ),
+    "pack 8, mean, blob 2px, G spread + tanh, lambda_k 0.1, D lr 1e-4": (
+        "ring",
+        {"pack": 8, "blob": 2.0, **ST},
+        {"lambda_k": 0.1, "lr_D": 1e-4},
         3000,
-    )
-    for blob in (1.0, 2.0)
-    for norm in ("mean", "clamp")
-    for m in (4, 8, 16, 32)
-    for g in (0.5, 0.7)
-    for lk in (0.01, 0.1)
+    ),
+    "pack 16, mean, blob 1px, G spread + tanh, lambda_k 0.1, D lr 1e-4": (
+        "ring",
+        {"pack": 16, **ST},
+        {"lambda_k": 0.1, "lr_D": 1e-4},
+        3000,
+    ),
 }
-BEST_PACK: tuple[dict, dict] = ({"pack": 8, "pack_norm": "mean"}, {"lambda_k": 0.1})
+BEST_PACK: tuple[dict, dict] = (
+    {"pack": 16, "spread": 0.5, "bounded": True},
+    {"lambda_k": 0.1, "lr_D": 1e-4},
+)
 
 
 def run(dataset: str, design: dict, knobs: dict, steps: int, seed: int) -> dict:
