@@ -19,6 +19,16 @@ def plots(tab) -> list[str]:
     )
 
 
+def faded(tab) -> list[float]:
+    """The opacity, as drawn, of each visible picture of the live view that is faded."""
+    return tab.evaluate(
+        "() => [...document.querySelectorAll('.js-plotly-plot, [data-testid=stImage] img')]"
+        ".filter(p => p.getBoundingClientRect().height > 0).map(p => { let e = p, o = 1;"
+        " while (e) { o *= parseFloat(getComputedStyle(e).opacity); e = e.parentElement; }"
+        " return o; }).filter(o => o < 0.9)"
+    )
+
+
 def step_shown(tab) -> int:
     text = tab.get_by_test_id("stMetric").filter(has_text="step").first.inner_text()
     return int(re.sub(r"\D", "", text.split("\n")[-1]) or 0)
@@ -52,6 +62,13 @@ def test_the_classroom_plays_in_the_browser(server, page, screenshots):  # noqa:
     )
     assert points > 1  # the curves grew
     assert plane.get_attribute("src") != before  # and the map was redrawn
+    # Streamlit fades a fragment's elements while it reruns; frame after frame, the plots
+    # would be faded most of the time (a third of these samples before the page said not to).
+    seen = []
+    for _ in range(20):
+        seen += faded(page)
+        page.wait_for_timeout(137)
+    assert not seen, f"faded while playing: {seen}"
     page.get_by_role("button", name="Pause").click()
     page.get_by_role("button", name="Play").wait_for()
     settle(page)

@@ -27,6 +27,10 @@ VIEWS = {  # what D auto-encodes -> the design
     "blob": ("a blob image per point", Design()),  # 16x16, the default
     "point": ("the raw point, code 2", Design(view="point", code=2)),  # learns the identity
 }
+# While playing, Streamlit marks every element of the live view stale (and fades it to a third)
+# from the start of a frame until that frame draws it again; frames follow each other closely,
+# so the plots would be faded most of the time. The live view keeps them opaque.
+STEADY = "<style>.st-key-cls_live [data-stale='true'] { opacity: 1 !important; }</style>"
 KNOBS = ("gamma", "lambda_k", "lr_D", "lr_G", "eta")
 BREAK_IT = {  # name -> (knob changes, k_t to set or None, what the class should see)
     "k_t frozen at 0": (
@@ -335,7 +339,8 @@ model = _model(uploaded)
 if model is not None:
     controls(model)
     main, side = st.columns([0.72, 0.28], gap="medium")
-    with main:
+    with main, st.container(key="cls_live"):
+        st.html(STEADY)
         every = FRAME_S if st.session_state.get("cls_playing") else None
         st.fragment(live, run_every=every)()
     with side:
