@@ -29,7 +29,8 @@ VIEWS = {  # what D auto-encodes -> the design
 }
 # While playing, Streamlit marks every element of the live view stale (and fades it to a third)
 # from the start of a frame until that frame draws it again; frames follow each other closely,
-# so the plots would be faded most of the time. The live view keeps them opaque.
+# so the plots would be faded most of the time. The live view keeps them opaque. (Opacity
+# only: with `transition: none` too, the replaced plots were never removed from the page.)
 STEADY = "<style>.st-key-cls_live [data-stale='true'] { opacity: 1 !important; }</style>"
 KNOBS = ("gamma", "lambda_k", "lr_D", "lr_G", "eta")
 BREAK_IT = {  # name -> (knob changes, k_t to set or None, what the class should see)
