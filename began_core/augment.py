@@ -128,8 +128,8 @@ def _color(v: Tensor, c: Tensor, on: Tensor) -> Tensor:
 
 
 class Augment:
-    """T for one training run: a policy, a probability p and the run's seed. `T(v, step, use)` augments a (local) batch; every call with the same (step, use)
-    draws the same parameters."""
+    """T for one training run: a policy, a probability p and the run's seed. `T(v, step, use)`
+    augments a (local) batch; every call with the same (step, use) draws the same parameters."""
 
     def __init__(
         self,

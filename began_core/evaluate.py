@@ -187,8 +187,9 @@ def evaluate(
         )
     if size != cfg.resolution:
         from .builtin_data import resize_stack
+        from .images import to_uint8
 
-        u8 = fake.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).numpy()
+        u8 = np.ascontiguousarray(to_uint8(fake).transpose(0, 3, 1, 2))  # as the data are kept
         fake = torch.from_numpy(resize_stack(u8, size)).float().div(127.5).sub(1.0)
 
     f_real, logits_real = clf.embed(real)
