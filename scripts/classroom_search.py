@@ -10,14 +10,18 @@ its modes covered, high-quality share, final k_t and L(x), as a Markdown table.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from began_core import points
 from began_core.classroom import Classroom, Design, Knobs
 
-DEFAULT_KNOBS = {"gamma": 0.9, "lambda_k": 0.1}  # the page's default
+DEFAULT_KNOBS = {"gamma": 0.9, "lambda_k": 0.1}  # the page's first default; --gammas sets gamma
 NEW_USER = {"gamma": 0.5, "lambda_k": 0.01}  # what a variant starts from
 B, T, S = {"blob": 2.0}, {"bounded": True}, {"spread": 0.5}
 # name -> (dataset, Design changes, Knobs changes, steps); rows of the README's table.
