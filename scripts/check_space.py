@@ -87,6 +87,12 @@ def check_front_matter(python: str) -> dict:
     bad = [m for m in models if not HUB_ID.fullmatch(str(m)) or "@" in str(m)]
     if bad:
         problems.append(f"models: {bad} are not Hub repo ids 'owner/name'")
+    unshipped = [m for m in models if not (ROOT / "pretrained" / str(m).split("/")[-1]).is_dir()]
+    if unshipped:
+        problems.append(
+            f"models: {unshipped} have no folder of that name under pretrained/ (the generators "
+            "this repository ships, which the check uploads under those ids)"
+        )
     stray = [r for r, _, _ in preload_entries(meta) if r not in models]
     if stray:
         problems.append(f"preload_from_hub names {stray}, which models: does not list")
@@ -229,9 +235,8 @@ def main(argv: list[str] | None = None) -> int:
 
         hub = Hub()
         hub_url = hub.start()
-        shipped = sorted((ROOT / "pretrained").glob("fluent-faces-32-gamma*"))
-        for repo_id, folder in zip(models, shipped, strict=False):
-            hub.seed(repo_id, folder)  # what `python -m began_core push` uploads
+        for repo_id in models:  # what `python -m began_core push` uploads
+            hub.seed(repo_id, ROOT / "pretrained" / repo_id.split("/")[-1])
         port = free_port(args.port, args.host)
         env = {
             **os.environ,

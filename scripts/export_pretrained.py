@@ -90,17 +90,38 @@ def note(run: RunDir, config: dict, step: int, selected: bool) -> str:
         if selected
         else f"the run was stopped at step {step:,}"
     )
+    fast = meta.get("fast_path", {}).get("summary") or (
+        "bf16 autocast and channels_last (`--amp --channels-last`)"
+    )
+    train, data, resolution = config["train"], config["data"], config["model"]["resolution"]
+    why_augment = (
+        f"Small-data recipe (the README's 15,000-step comparison): everything D sees, in D's "
+        f"step and in G's, goes through the same random differentiable augmentation "
+        f"({train['augment'].replace(',', ' + ')}, applied with probability "
+        f"{train['augment_p']:g}); {data['heldout']:.0%} of the images "
+        f"({meta.get('heldout_images', 'a few')}) are held out, D never trains on them, and G "
+        f"is scored on them every {train['score_every']:,} steps. "
+        if train.get("augment")
+        else ""
+    )
+    scope = (
+        "32x32 is what a CPU affords: read these as classroom models, not as the paper's 64x64 "
+        "and 128x128 results."
+        if resolution <= 32
+        else f"The paper trained {resolution}x{resolution} for 200k steps and more on a GPU; "
+        f"these are {step:,} CPU steps, so read them as small models of a small dataset, not "
+        "as the paper's results."
+    )
     return (
         f"Trained on a CPU, not a GPU: a 2-core x86_64 server CPU with native bf16, one torch "
         f"thread per run, the three gamma runs side by side ({meta['hardware']}), so the wall "
-        "time is that of a shared machine. bf16 autocast and channels_last (`--amp "
-        f"--channels-last`), with the losses and k_t in float32. Weights initialised "
+        f"time is that of a shared machine. Fast path: {fast}, with the losses and k_t in "
+        "float32. Weights initialised "
         "Glorot-uniform with zero biases (`model.glorot_init`), without which G starts on one "
-        f"image and every gamma collapsed. {why_eta}{why_lambda_k}{why_lr}Schedule and stop: "
-        f"{how}. The step count enters neither the "
+        f"image and every gamma collapsed. {why_eta}{why_lambda_k}{why_lr}{why_augment}"
+        f"Schedule and stop: {how}. The step count enters neither the "
         "learning-rate rule nor the data order, so the command above reproduces these weights "
-        "(up to floating-point non-determinism). 32x32 is what a CPU affords: read these as "
-        "classroom models, not as the paper's 64x64 and 128x128 results."
+        f"(up to floating-point non-determinism). {scope}"
     )
 
 

@@ -20,7 +20,7 @@ from began_core.hub import CheckpointError, load, save_pretrained
 from began_core.model import BEGAN
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = sorted((ROOT / "pretrained").glob("fluent-faces-32-gamma*"))
+SHIPPED = sorted((ROOT / "pretrained").glob("fluent-faces-*-gamma*"))
 TINY = ModelConfig(n=8, Nh=16, Nz=16)
 
 

@@ -2,6 +2,7 @@
 venv): the README front matter, then `python app.py` with a Space's environment against the
 local Hub, every endpoint through gradio_client, and again offline from the preload cache."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,19 @@ def test_front_matter_problems_are_named():
         check_space.check_front_matter("3.99")
     meta = check_space.check_front_matter(f"{sys.version_info[0]}.{sys.version_info[1]}")
     assert [r for r, _, _ in check_space.preload_entries(meta)] == meta["models"]
+
+
+def test_a_model_the_repository_does_not_ship_is_named(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import check_space
+
+    for name in ("README.md", "requirements.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "app.py").write_text("", encoding="utf-8")
+    (tmp_path / "pretrained").mkdir()
+    monkeypatch.setattr(check_space, "ROOT", tmp_path)
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    with pytest.raises(
+        check_space.SpaceCheckError, match="no folder of that name under pretrained"
+    ):
+        check_space.check_front_matter(python)
