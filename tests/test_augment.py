@@ -11,6 +11,7 @@ from began_core import augment, heldout
 from began_core.augment import Augment
 from began_core.batches import Batches
 from began_core.cli import build_parser, resolve_config
+from began_core.cli import main as cli_main
 from began_core.config import ConfigError, ModelConfig, RunConfig, parse_policy
 from began_core.export import export, locate
 from began_core.flags import train_flags
@@ -139,6 +140,13 @@ def test_flags_round_trip_the_new_options():
     assert again == config
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--out", "x", "--augment-p", "often"])
+
+
+def test_the_command_line_gives_the_reason_auto_is_gone(tmp_path, capsys):
+    argv = ["train", "--out", str(tmp_path / "run"), "--data", "shapes", "--augment", "cutout"]
+    assert cli_main([*argv, "--augment-p", "auto"]) != 0
+    assert "no longer offered" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything is written
 
 
 # --------------------------------------------------------------------------- held-out split

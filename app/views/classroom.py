@@ -330,7 +330,8 @@ The README's classroom section has the measurements behind each step.
 
 
 # The model's matrices are tiny: a second torch thread only waits on the first, and on a
-# busy 2-core machine a frame took 20 times as long with two (bench/classroom_fps.py).
+# busy 2-core machine a frame took seconds with two, not a fraction of a second with one
+# (README, Classroom; bench/classroom_fps.py --threads 2).
 torch.set_num_threads(1)
 st.title("Classroom: BEGAN on 2-D points")
 _from_url()
