@@ -9,9 +9,9 @@ Every operator the profiler sees is put in one bucket by its own (self) time: co
 (forward and backward, oneDNN), matrix products (the two linear layers), ELU (forward and
 backward, torch's or began_core/elu.py's compiled kernels), nearest up-sampling, dtype casts
 and copies, allocation, Adam (everything inside the optimizer's step), zeroing gradients, and
-the rest of the elementwise work and reductions (the loss among them). What no operator accounts for, step time minus the operators' time, is the
-framework outside them: Python, the autograd engine, dispatch. Shares are of the step's wall
-time, median over the profiled steps.
+the rest of the elementwise work and reductions (the loss among them). What no operator
+accounts for, step time minus the operators' time, is the framework outside them: Python, the
+autograd engine, dispatch. Shares are of the step's wall time, median over the profiled steps.
 """
 
 from __future__ import annotations

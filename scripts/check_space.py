@@ -61,6 +61,11 @@ def preload_entries(meta: dict) -> list[tuple[str, list[str] | None, str | None]
     return entries
 
 
+def shipped_folder(repo_id: str) -> Path:
+    """The folder under pretrained/ that the Space's model `owner/name` is pushed from."""
+    return ROOT / "pretrained" / repo_id.split("/")[-1]
+
+
 def check_front_matter(python: str) -> dict:
     """The Space's configuration, or a SpaceCheckError naming every key that is wrong."""
     from app.settings import front_matter
@@ -87,7 +92,7 @@ def check_front_matter(python: str) -> dict:
     bad = [m for m in models if not HUB_ID.fullmatch(str(m)) or "@" in str(m)]
     if bad:
         problems.append(f"models: {bad} are not Hub repo ids 'owner/name'")
-    unshipped = [m for m in models if not (ROOT / "pretrained" / str(m).split("/")[-1]).is_dir()]
+    unshipped = [m for m in models if not shipped_folder(str(m)).is_dir()]
     if unshipped:
         problems.append(
             f"models: {unshipped} have no folder of that name under pretrained/ (the generators "
@@ -236,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         hub = Hub()
         hub_url = hub.start()
         for repo_id in models:  # what `python -m began_core push` uploads
-            hub.seed(repo_id, ROOT / "pretrained" / repo_id.split("/")[-1])
+            hub.seed(repo_id, shipped_folder(repo_id))
         port = free_port(args.port, args.host)
         env = {
             **os.environ,
