@@ -268,17 +268,23 @@ def small_data_figure(
     if scored:
         name = scored[-1].get("score_metric", "score").replace("_", " ")
         steps = [r["step"] for r in scored]
-        fig.add_trace(_line(steps, [r["score"] for r in scored], name, "#bcbd22"), 1, 3)
+        with_ema = any("score_G_ema" in r for r in scored)
+        label = f"{name}, G" if with_ema else name
+        fig.add_trace(_line(steps, [r["score"] for r in scored], label, "#bcbd22"), 1, 3)
+        if with_ema:
+            ema_scores = [r.get("score_G_ema") for r in scored]
+            fig.add_trace(_line(steps, ema_scores, f"{name}, G_ema", "#17becf"), 1, 3)
         best = scored[-1].get("best_step")
         hit = [r for r in scored if r["step"] == best]
         if hit:
+            won = "score_G_ema" if scored[-1].get("best_generator") == "G_ema" else "score"
             fig.add_trace(
                 go.Scatter(
                     x=[best],
-                    y=[hit[0]["score"]],
+                    y=[hit[0].get(won, hit[0]["score"])],
                     mode="markers+text",
                     marker={"symbol": "star", "size": 14, "color": "#d62728"},
-                    text=[f"best, step {best:,}"],
+                    text=[f"best, step {best:,}" + (", G_ema" if won != "score" else "")],
                     textposition="top left",
                     name="best checkpoint",
                     hovertemplate="best: %{y:.4g} at step %{x}",

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from app import settings
-from began_core import images, inversion, latent, metrics
+from began_core import ema, images, inversion, latent, metrics
 from began_core.config import TrainConfig
 from began_core.data import DatasetError, ImageDataset, open_dataset, subset_indices
 from began_core.hub import CONFIG, HUB_ID, WEIGHTS, CheckpointError, load
@@ -40,6 +40,7 @@ _HUB_ID = HUB_ID  # user/repo, or user/repo@revision
 # 8 times what a shipped generator (32x32, n=32) needs for MAX_SAMPLES, i.e. a 64x64 n=64
 # model at 64 samples (67 MB in float32); a larger model serves fewer samples per request.
 MAX_ACTIVATION = 8 * MAX_SAMPLES * 32 * 32 * 32
+GENERATOR = "#"  # key#G or key#G_ema: that generator of a checkpoint holding both (ema.py)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -53,10 +54,19 @@ class Checkpoint:
     path: Path
     gamma: float | None
     data: str | None  # the dataset it was trained on, when known
+    generators: tuple[str, ...] = ("G",)  # the one the checkpoint names for use first
 
     @property
     def label(self) -> str:
-        return self.key if self.gamma is None else f"{self.key}  (gamma {self.gamma:g})"
+        label = self.key if self.gamma is None else f"{self.key}  (gamma {self.gamma:g})"
+        return label if len(self.generators) == 1 else f"{label} · {self.generators[0]}"
+
+    def entries(self) -> list[tuple[str, str]]:
+        """(label, key) list entries: the checkpoint with the generator it names, then its
+        other generator (G or G_ema) as a key of its own."""
+        base = self.label.rpartition(" · ")[0]
+        rest = [(f"{base} · {g}", self.key + GENERATOR + g) for g in self.generators[1:]]
+        return [(self.label, self.key), *rest]
 
 
 def discover(pretrained_dir: Path, runs_dir: Path) -> list[Checkpoint]:
@@ -71,14 +81,14 @@ def discover(pretrained_dir: Path, runs_dir: Path) -> list[Checkpoint]:
             if "classifiers" in rel.parts or not (folder / WEIGHTS).is_file():
                 continue
             key = f"pretrained/{rel.as_posix()}" if rel.parts else "pretrained"
-            found.append(Checkpoint(key, folder, *latent.read_origin(folder)))
+            found.append(Checkpoint(key, folder, *latent.read_origin(folder), ema.offered(folder)))
     for run in list_runs(runs_dir):
         latest = run.latest_checkpoint()
         if latest is None or not (latest / WEIGHTS).is_file():
             continue
         step = int(latest.name.split("_")[-1]) if latest.name.startswith("step_") else 0
         key = f"runs/{run.path.name} @ step {step}"
-        found.append(Checkpoint(key, latest, *latent.read_origin(latest)))
+        found.append(Checkpoint(key, latest, *latent.read_origin(latest), ema.offered(latest)))
     return found
 
 
@@ -140,7 +150,7 @@ class Explorer:
     def choices(self) -> list[tuple[str, str]]:
         """Local checkpoints, then the Hub ids of BEGAN_HUB_MODELS (a Space's `models:`),
         loaded when chosen."""
-        local = [(c.label, c.key) for c in self._checkpoints.values()]
+        local = [entry for c in self._checkpoints.values() for entry in c.entries()]
         return local + [(f"{m} (Hub)", m) for m in self.hub_models if m not in self._hub]
 
     def hub_choices(self) -> list[tuple[str, str]]:
@@ -155,7 +165,9 @@ class Explorer:
         return (at_default or keys or [None])[0]
 
     def model(self, key: str | None) -> BEGAN:
-        """The model behind a list key or a Hub repo id, loaded once."""
+        """The model behind a list key or a Hub repo id, loaded once, generating with the
+        generator the key names (key#G, key#G_ema) or else the one the checkpoint names."""
+        key, _, which = (key or "").partition(GENERATOR)
         if not key:
             raise CheckpointError(
                 "no checkpoint chosen: pick one from the list, or type a Hub repo id and press "
@@ -182,6 +194,7 @@ class Explorer:
                 f"unknown checkpoint {key!r}: pick one from the list"
                 + (", or type a Hub repo id such as 'user/began-faces'." if self.allow_hub else ".")
             )
+        cache_key += (which or "auto",)
         with self._lock:
             if cache_key in self._models:
                 self._models.move_to_end(cache_key)
@@ -192,6 +205,7 @@ class Explorer:
                 with torch.inference_mode(False):
                     # A typed Hub id never reaches a local folder of the same name.
                     model = load(source, device=self.device, allow_local=ckpt is not None)
+                    model = ema.select(model, which or "auto")
             except CheckpointError as e:  # name the folder as the list does, not by its path
                 message = str(e).replace(str(source), key) if ckpt else str(e)
                 raise CheckpointError(message) from None
@@ -205,6 +219,7 @@ class Explorer:
 
     def _info(self, key: str) -> Checkpoint | None:
         """What is known of a checkpoint in the list or a Hub id loaded (gamma, data)."""
+        key = key.partition(GENERATOR)[0]
         return self._checkpoints.get(key) or self._hub.get(key)
 
     def describe(self, key: str) -> str:
@@ -218,6 +233,8 @@ class Explorer:
             parts.append(f"gamma {ckpt.gamma:g}")
         if ckpt and ckpt.data:
             parts.append(f"trained on `{ckpt.data}`")
+        if model.G_ema is not None:
+            parts.append(f"generating with {model.generator} (it has G and G_ema)")
         if not getattr(model, "has_discriminator", True):
             parts.append("generator only")
         return ", ".join(parts)

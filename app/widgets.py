@@ -214,7 +214,18 @@ def grid_image(path: Path, width: int = GRID_WIDTH) -> bytes | None:
 def sample_browser(run: RunDir, key: str) -> None:
     """The newest sample grid, and a step slider through the saved ones. The slider follows
     new grids as they arrive unless it was moved back to an older one."""
-    samples = run.samples()
+    generators = run.sample_generators()
+    generator = "G"
+    if len(generators) > 1:
+        generator = st.radio(
+            "Generator",
+            generators,
+            key=f"{key}::generator",
+            horizontal=True,
+            help="G, or G_ema: the moving average of G's weights the run keeps (train "
+            "--ema-kimg), drawn from the same fixed z.",
+        )
+    samples = run.samples(generator)
     if not samples:
         st.caption("No sample grid yet.")
         return
@@ -242,4 +253,5 @@ def sample_browser(run: RunDir, key: str) -> None:
         st.caption("This grid could not be read.")
         return
     newest = " (newest)" if step == steps[-1] else ""
-    st.image(png, caption=f"G(z) at step {step:,}{newest}", width="stretch", output_format="PNG")
+    caption = f"{generator}(z) at step {step:,}{newest}"
+    st.image(png, caption=caption, width="stretch", output_format="PNG")

@@ -54,6 +54,11 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
+def with_G_ema(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """`shapes` and, for each of G's tensors, the same shape named for G_ema (ema.py)."""
+    return {**shapes, **{"G_ema." + k[2:]: v for k, v in shapes.items() if k.startswith("G.")}}
+
+
 def check_config(cfg: ModelConfig, where: str) -> dict[str, tuple[int, ...]]:
     """Refuse a configuration too large to build; return its expected tensor shapes."""
     for name, limit in FIELD_LIMITS.items():
@@ -111,7 +116,9 @@ def read_header(path: Path) -> tuple[dict, int]:
 
 def check_weights(path: Path, shapes: dict[str, tuple[int, ...]], where: str) -> None:
     """Refuse a safetensors file whose size, dtypes, shapes or names disagree with `shapes`
-    (the expected tensors of its config), before any tensor is read."""
+    (the expected tensors of its config), before any tensor is read. G_ema's tensors, where
+    the file has them, are G's shapes under the name G_ema."""
+    shapes = with_G_ema(shapes)
     size = path.stat().st_size
     check_size(size, shapes, where)
     header, data_bytes = read_header(path)

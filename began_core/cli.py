@@ -101,6 +101,27 @@ def build_parser() -> argparse.ArgumentParser:
         "for built-ins, else SWD); the best-scoring checkpoint is kept apart and exported by "
         "default (default 0: off)",
     )
+    g = t.add_argument_group(
+        "G_ema: a moving average of G's weights, saved beside G (not in the paper; the "
+        "measurement: README, G_ema)"
+    )
+    g.add_argument(
+        "--ema-kimg",
+        type=float,
+        help="half-life of G_ema in thousands of images (default 0: no G_ema)",
+    )
+    g.add_argument(
+        "--ema-rampup",
+        type=float,
+        help="the half-life is at most this share of the images seen so far (default "
+        f"{d[1].ema_rampup}; 0: no ramp-up)",
+    )
+    g.add_argument(
+        "--ema-sweep",
+        metavar="KIMG,...",
+        help="more half-lives to keep beside G_ema, for measuring them (evaluate --generator "
+        "G_ema:KIMG); none by default",
+    )
     g = t.add_argument_group("run")
     g.add_argument("--out", type=Path, help="run directory to create")
     g.add_argument(
@@ -213,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nrow", type=int, default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu")
+    s.add_argument(
+        "--generator",
+        default="auto",
+        help="G, G_ema, G_ema:KIMG, or auto (default: the one the checkpoint names, else G)",
+    )
 
     sub.add_parser("datasets", help="list the built-in datasets")
     evaluate.add_parser(sub)
@@ -317,15 +343,16 @@ def _command() -> str:
 def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
+    from .ema import select
     from .hub import load
     from .images import save_grid
     from .runs import find_checkpoint
 
     source, _ = find_checkpoint(args.checkpoint)
-    model = load(source, device=args.device)
+    model = select(load(source, device=args.device), args.generator, source)
     z = model.sample_z(args.n, generator=torch.Generator(args.device).manual_seed(args.seed))
     save_grid(model.generate(z), args.out, nrow=args.nrow)
-    print(f"wrote {args.n} samples of {source} to {args.out}")
+    print(f"wrote {args.n} samples of {model.generator} of {source} to {args.out}")
     return 0
 
 

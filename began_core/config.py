@@ -33,6 +33,25 @@ def parse_policy(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))  # in the order given, once each
 
 
+def parse_half_lives(text: str) -> tuple[float, ...]:
+    """'1,5,20' -> (1.0, 5.0, 20.0): half-lives of G's averages in thousands of images."""
+    values = []
+    for word in (w.strip() for w in str(text).split(",")):
+        if not word:
+            continue
+        try:
+            value = float(word)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(
+                f"{word!r} is not a half-life: give positive numbers of thousands of images, "
+                "comma-separated (e.g. 1,5,20)"
+            )
+        values.append(value)
+    return tuple(dict.fromkeys(values))
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Paper Figure 1. The bottom of both networks is always 8x8."""
@@ -107,6 +126,12 @@ class TrainConfig:
     augment_p: float = 1.0
     heldout_every: int = 100  # steps between measurements of the held-out gap
     score_every: int = 0  # steps between scores of G on the held-out images (0: none)
+    # G_ema, a moving average of G's weights (ema.py), by its half-life in thousands of images
+    # (0: none); the half-life ramps up to be at most ema_rampup times the images seen. It
+    # never feeds back into training. ema_sweep keeps more averages beside it, to measure.
+    ema_kimg: float = 0.0
+    ema_rampup: float = 0.05
+    ema_sweep: str = ""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.gamma, (int, float)) and 0.0 < self.gamma <= 1.0):
@@ -150,6 +175,19 @@ class TrainConfig:
             )
         if not isinstance(self.score_every, int) or self.score_every < 0:
             raise ConfigError(f"score_every must be >= 0 (0: no scoring), got {self.score_every}.")
+        for name in ("ema_kimg", "ema_rampup"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a number >= 0 (0: off), got {value!r}.")
+        try:
+            sweep = parse_half_lives(self.ema_sweep)
+        except ValueError as e:
+            raise ConfigError(f"ema_sweep: {e}") from None
+        if sweep and not self.ema_kimg:
+            raise ConfigError(
+                "ema_sweep keeps averages beside G_ema: give --ema-kimg too (the half-life of "
+                "G_ema, in thousands of images)."
+            )
 
 
 @dataclass(frozen=True)

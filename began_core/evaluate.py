@@ -113,9 +113,13 @@ def evaluate(
     seed: int = 0,
     classifier: str | os.PathLike | None = None,
     resolution: int | None = None,
+    generator: str = "auto",
 ) -> dict[str, Any]:
     """Offline quality metrics of a checkpoint folder, a run directory (its latest checkpoint)
     or a Hub id, against the real images of its dataset; see the module docstring.
+
+    `generator` is "G", "G_ema", "G_ema:KIMG" (an average a run kept with --ema-sweep) or
+    "auto": the one the checkpoint names (training.json), else G.
 
     `resolution` scores at another size than the model's: its images are resized as the
     built-in datasets are (8-bit, LANCZOS down, BICUBIC up), the real ones opened at that
@@ -131,7 +135,7 @@ def evaluate(
     import numpy as np
     import torch
 
-    from . import metrics
+    from . import ema, metrics
     from .classifier import ClassifierError, find_classifier, load_classifier
     from .config import ConfigError
     from .data import open_dataset
@@ -141,7 +145,7 @@ def evaluate(
     if not isinstance(n, int) or n < MIN_N:
         raise ConfigError(f"n must be an integer of at least {MIN_N}, got {n!r}.")
     checkpoint, run_data = resolve(checkpoint_or_run)
-    model = load(checkpoint, device=device)
+    model = ema.select(load(checkpoint, device=device), generator, checkpoint)
     cfg = model.config
     open_kw: dict[str, Any] = {}
     exported = _data_of(checkpoint) if run_data is None else None
@@ -218,6 +222,7 @@ def evaluate(
     return {
         "checkpoint": str(checkpoint),
         "step": int(step.group(1)) if step else None,
+        "generator": model.generator,
         "data": source,
         "data_from": data_from,
         "resolution": size,
@@ -385,6 +390,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="score at this size (default: the model's): generated images are resized as the "
         "built-in data are, so generators of different sizes meet one classifier",
     )
+    e.add_argument(
+        "--generator",
+        default="auto",
+        help="G, G_ema, G_ema:KIMG (an average kept with train --ema-sweep), or auto (default: "
+        "the one the checkpoint names, else G)",
+    )
     return e
 
 
@@ -399,6 +410,7 @@ def main(args: argparse.Namespace) -> int:
             seed=args.seed,
             classifier=args.classifier,
             resolution=args.resolution,
+            generator=args.generator,
         )
         print(format_table(result), end="\n\n", flush=True)
         results.append(result)

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from . import hub, training_state
+from . import ema, hub, training_state
 from .config import ConfigError, RunConfig
 from .images import make_grid
 from .model_card import model_card, training_record
@@ -52,6 +52,10 @@ def locate(
     return checkpoint, run
 
 
+def _offered(checkpoint: Path) -> list[str]:
+    return ema.available(hub.load(checkpoint), checkpoint)
+
+
 def _portable(result: dict[str, Any]) -> dict[str, Any]:
     """An evaluate result without this machine's absolute paths."""
     out = dict(result)
@@ -77,8 +81,14 @@ def export(
     n: int | None = None,
     command: str | None = None,
     note: str = "",
+    generator: str = "auto",
 ) -> Path:
     """Write the checkpoint as a model repository at `out` (replaced atomically) and return it.
+
+    `generator` is the one the export names for use, and its samples and metrics are of it:
+    "G", "G_ema", "G_ema:KIMG" (a swept average, shipped as the export's G_ema) or "auto"
+    (the one the checkpoint names: a best checkpoint names whichever of G and G_ema scored
+    better). G_ema, where the checkpoint has one, is exported with G either way.
 
     `history`: steps of earlier checkpoints of the same run to evaluate as well. `command`
     overrides the training command the run recorded (e.g. to drop a machine-specific --out);
@@ -100,7 +110,14 @@ def export(
         metrics=logged[-1] if logged else None,
     )
     model = hub.load(checkpoint)
-    record = training_record(config, **facts, meta=meta)
+    chosen = ema.select(model, generator, checkpoint)
+    if chosen.generator.startswith("G_ema:"):  # a swept average becomes the export's G_ema
+        (model.G_ema or model.add_G_ema()).load_state_dict(chosen.G.state_dict())
+    named = "G" if chosen.generator == "G" else "G_ema"
+    record = training_record(config, **facts, meta=meta, generator=named)
+    if named == "G_ema":
+        swept = chosen.generator.partition(":")[2]
+        record["G_ema_kimg"] = float(swept) if swept else float(config.train.ema_kimg)
     z = model.sample_z(64, generator=torch.Generator().manual_seed(SAMPLE_SEED))
     kw: dict[str, Any] = {"n": n} if n is not None else {}
 
@@ -111,13 +128,15 @@ def export(
     try:
         hub.save_pretrained(model, tmp, training=record, dtype=dtype, generator_only=generator_only)
         shipped = hub.load(tmp)  # what a user loads: the samples and metrics are of these weights
-        make_grid(shipped.generate(z), nrow=8).save(tmp / SAMPLES)
+        make_grid(ema.select(shipped, named).generate(z), nrow=8).save(tmp / SAMPLES)
         evaluation, past = None, []
         if evaluate:
-            evaluation = _portable(ev.evaluate(tmp, **kw))
+            evaluation = _portable(ev.evaluate(tmp, generator=named, **kw))
             evaluation["checkpoint"] = out.name
             for s in sorted(set(history) - {at}):
-                past.append(_portable(ev.evaluate(locate(run.path, s)[0], **kw)))
+                earlier = locate(run.path, s)[0]
+                which = chosen.generator if chosen.generator in _offered(earlier) else "G"
+                past.append(_portable(ev.evaluate(earlier, generator=which, **kw)))
             record["evaluation"] = evaluation
             record["history"] = past
         hub.describe(
@@ -131,6 +150,8 @@ def export(
                 evaluation=evaluation,
                 history=past,
                 samples=SAMPLES,
+                generator=named,
+                ema_kimg=record.get("G_ema_kimg"),
                 extra=f"\n## Notes\n\n{note.strip()}\n" if note.strip() else "",
             ),
         )
@@ -181,6 +202,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="the training command to state (default: the run's own)",
     )
     e.add_argument("--note", default="", help="a paragraph for the model card's Notes")
+    e.add_argument(
+        "--generator",
+        default="auto",
+        help="the generator the export names for use, its samples and metrics: G, G_ema, "
+        "G_ema:KIMG (a swept average, exported as G_ema) or auto (default: the checkpoint's, "
+        "which for a best checkpoint is whichever of G and G_ema scored better)",
+    )
     return e
 
 
@@ -197,8 +225,12 @@ def main(args: argparse.Namespace) -> int:
         n=args.n,
         command=args.train_command,
         note=args.note,
+        generator=args.generator,
     )
     record = json.loads((out / hub.TRAINING).read_text(encoding="utf-8"))
     size = (out / hub.WEIGHTS).stat().st_size / 2**20
-    print(f"wrote {out} (step {record['step']}, {size:.1f} MiB of weights)", file=sys.stderr)
+    print(
+        f"wrote {out} (step {record['step']}, {record['generator']}, {size:.1f} MiB of weights)",
+        file=sys.stderr,
+    )
     return 0

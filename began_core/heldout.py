@@ -41,6 +41,16 @@ def split(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[k:]), np.sort(order[:k])
 
 
+def split_dataset(dataset, share: float, seed: int) -> tuple[Subset | object, Subset | None]:
+    """(what D trains on, the held-out images or None) of a dataset, as a run splits it."""
+    if share <= 0:
+        return dataset, None
+    train_idx, held_idx = split(len(dataset), share, seed)
+    return Subset(dataset, train_idx, "training images"), Subset(
+        dataset, held_idx, "held-out images"
+    )
+
+
 class Subset:
     """The images at `indices` of a dataset, with the dataset's interface (len, batch, uint8,
     resolution, channels, labels), so that Batches draws only from them."""

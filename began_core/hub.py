@@ -50,6 +50,8 @@ def save_pretrained(
 ) -> Path:
     """Write `model` as a model repository. `dtype=torch.float16` halves the size on disk;
     `training` (see `model_card.training_record`) goes to training.json."""
+    if model.generator != "G":
+        raise ValueError(f"save the model, not its view generating with {model.generator}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {
@@ -193,7 +195,16 @@ def _load_local(path: Path) -> BEGAN:
         raise CheckpointError(
             f"{path} has {CONFIG} but no {WEIGHTS}; weights travel as safetensors only."
         )
-    return _load_weights(cfg, path / WEIGHTS, str(path))
+    model = _load_weights(cfg, path / WEIGHTS, str(path))
+    _recommend(model, read_training(path))
+    return model
+
+
+def _recommend(model: BEGAN, training: dict[str, Any] | None) -> None:
+    """The generator the checkpoint names for use (training.json's "generator"), if it has it."""
+    named = (training or {}).get("generator")
+    if named == "G_ema" and model.G_ema is not None:
+        model.recommended = "G_ema"
 
 
 def _load_weights(cfg: ModelConfig, weights: Path, where: str) -> BEGAN:
@@ -208,8 +219,10 @@ def _load_weights(cfg: ModelConfig, weights: Path, where: str) -> BEGAN:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights} is corrupt or not a safetensors file: {e}") from e
+    if any(k.startswith("G_ema.") for k in state):
+        model.add_G_ema()
     own = model.state_dict()
-    missing = [k for k in own if k.startswith("G.") and k not in state]
+    missing = [k for k in own if k.startswith(("G.", "G_ema.")) and k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
     checks.refuse_mismatch(where, missing, unexpected, wrong)
@@ -271,6 +284,7 @@ def _load_hub(repo_id: str, revision: str | None) -> BEGAN:
     model = _load_weights(cfg, weights_file, where)
     model.folder = weights_file.parent  # the cache's snapshot: read_training(model.folder)
     _fetch_training(repo_id, revision, fetch)
+    _recommend(model, read_training(model.folder))
     return model
 
 

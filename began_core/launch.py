@@ -45,8 +45,9 @@ LAUNCH_FLAGS = ("data", "resolution", "filters", "gamma", "lambda_k", "eta", "lr
 LAUNCH_FLAGS += ("steps", "seed", "log_every", "sample_every", "checkpoint_every")
 LAUNCH_FLAGS += ("amp", "channels_last", "hflip")
 LAUNCH_FLAGS += ("augment", "augment_p", "heldout", "score_every")  # small data (augment.py)
+LAUNCH_FLAGS += ("ema_kimg",)  # G_ema (ema.py)
 
-FLOAT_SETTINGS = {"gamma", "lambda_k", "lr", "augment_p", "heldout"}
+FLOAT_SETTINGS = {"gamma", "lambda_k", "lr", "augment_p", "heldout", "ema_kimg"}
 TEXT_SETTINGS = {"data", "augment"}
 BOOL_SETTINGS = {"amp", "channels_last", "hflip"}
 

@@ -6,6 +6,8 @@ No batch norm, no dropout, no transposed convolutions. Filters grow linearly in 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
@@ -145,11 +147,17 @@ class BEGAN(
     library_name="began-studio",
     tags=["began", "gan", "image-generation", "pytorch"],
 ):
-    """G and D together: the unit that is saved, loaded and pushed to the Hub.
+    """G and D together, and G_ema where training kept one (ema.py): the unit that is saved,
+    loaded and pushed to the Hub.
 
     `BEGAN.from_pretrained("pretrained/x")` and `BEGAN.from_pretrained("user/repo")` take one
     code path; prefer `began_core.hub.load` for clear errors when offline or mismatched.
+    `generator` names the network `G` holds ("G", or "G_ema" in a view from `using`), and
+    `recommended` the one a checkpoint names for use (its training.json), else "G".
     """
+
+    generator: str = "G"
+    recommended: str = "G"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -158,7 +166,21 @@ class BEGAN(
         self.config = config
         self.G = Generator(config)
         self.D = Discriminator(config)
+        self.G_ema: Generator | None = None  # add_G_ema gives it one
         glorot_init(self)
+
+    def add_G_ema(self) -> Generator:
+        """Give the model a G_ema, a copy of G as it is now that no optimizer updates."""
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
+        return self.G_ema
+
+    def using(self, G: nn.Module, name: str) -> BEGAN:
+        """A view of this model that generates with `G` (an average of this G, say) and is
+        called `name`; it shares D, G_ema and all weights with this model."""
+        view = copy.copy(self)
+        view._modules = {**self._modules, "G": G}
+        view.generator = name
+        return view
 
     def sample_z(
         self,

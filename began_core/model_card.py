@@ -22,11 +22,14 @@ def training_record(
     hardware: str,
     metrics: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
+    generator: str = "G",
 ) -> dict[str, Any]:
     """The facts of a checkpoint as JSON-ready data: run configuration, step, wall time (s),
-    hardware, the last logged training metrics and the run's meta (command, dataset)."""
+    hardware, the last logged training metrics, the run's meta (command, dataset) and the
+    generator to use ("G", or "G_ema" where the checkpoint has one and it scored better)."""
     return {
         "step": int(step),
+        "generator": generator,
         "wall_time_s": round(float(wall_time), 1),
         "hardware": hardware,
         "metrics": {k: float(metrics[k]) for k in _METRIC_KEYS if metrics and k in metrics},
@@ -47,6 +50,8 @@ def model_card(
     history: Sequence[dict[str, Any]] = (),
     samples: str | None = None,
     extra: str = "",
+    generator: str = "G",
+    ema_kimg: float | None = None,
 ) -> str:
     """The README.md of a checkpoint. `evaluation` is an `evaluate` result for these weights,
     `history` the same for earlier checkpoints of the run, `samples` an image file beside it."""
@@ -57,7 +62,8 @@ def model_card(
     )
 
     reproduce = command or train_command(config)
-    sections = [f"\n![samples of G from fixed z (seed 0)]({samples})\n"] if samples else []
+    which = "G" if generator == "G" else f"G_ema (half-life {ema_kimg or t.ema_kimg:g} kimg)"
+    sections = [f"\n![samples of {which} from fixed z (seed 0)]({samples})\n"] if samples else []
     if evaluation is not None:
         ev = evaluation
         rows = [*((f"step {h['step']}", h) for h in history), (f"step {step} (this)", ev)]
@@ -89,6 +95,7 @@ from began_core.hub import load
 model = load("THIS_FOLDER_OR_REPO_ID")
 images = model.generate(model.sample_z(16))  # (16, {m.channels}, {m.resolution}, {m.resolution}) in [-1, 1]
 ```
+{_generator_lines(generator, which)}
 {"".join(sections)}
 ## Training
 
@@ -102,6 +109,7 @@ images = model.generate(model.sample_z(16))  # (16, {m.channels}, {m.resolution}
 | gamma / lambda_k / k_0 / eta | {t.gamma} / {t.lambda_k} / {t.k_0} / {t.eta} |
 | batch size / learning rate | {t.batch_size} / {t.lr} (halved when M_global stalls over {t.lr_window} steps, floor {t.lr_min}) |
 | seed | {t.seed} |
+| generator of the samples and metrics | {which} |
 
 Model configuration:
 
@@ -121,3 +129,13 @@ Model configuration:
 {reproduce}
 ```
 {extra}"""
+
+
+def _generator_lines(generator: str, which: str) -> str:
+    if generator == "G":
+        return ""
+    return f"""
+This checkpoint holds G and {which}, a moving average of G's weights kept during training,
+and names G_ema as the generator to use: `began_core.ema.select(model, "auto").generate(z)`
+(the explorer, `sample`, `evaluate` do so); `model.generate` alone uses G.
+"""

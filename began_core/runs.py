@@ -200,11 +200,17 @@ class RunDir:
         self.stop_path.unlink(missing_ok=True)
 
     # samples/
-    def sample_path(self, step: int) -> Path:
-        return self.samples_dir / f"step_{step:07d}.png"
+    def sample_path(self, step: int, generator: str = "G") -> Path:
+        """G's grid of a step; G_ema's (ema.py), where the run keeps one, in samples/G_ema/."""
+        folder = self.samples_dir if generator == "G" else self.samples_dir / generator
+        return folder / f"step_{step:07d}.png"
 
-    def samples(self) -> list[tuple[int, Path]]:
-        return _by_step(self.samples_dir.glob("step_*.png"))
+    def samples(self, generator: str = "G") -> list[tuple[int, Path]]:
+        return _by_step(self.sample_path(0, generator).parent.glob("step_*.png"))
+
+    def sample_generators(self) -> list[str]:
+        """The generators this run has sample grids of: G, and G_ema where it keeps one."""
+        return ["G"] + (["G_ema"] if self.samples("G_ema") else [])
 
     # checkpoints/
     def checkpoints(self) -> list[tuple[int, Path]]:

@@ -10,6 +10,7 @@ both. With few held-out images (64 by default) the figure is biased upwards agai
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -18,6 +19,7 @@ from .classifier import ClassifierError, find_classifier, load_classifier
 from .model import BEGAN
 
 N_FAKE = 256  # images generated per score (for SWD: as many as there are real ones)
+SCORE_REAL = 1024  # held-out images G's score compares with, at most
 
 
 class HeldoutScore:
@@ -36,6 +38,13 @@ class HeldoutScore:
         self.z = torch.rand(n_fake, nz, generator=g) * 2 - 1
         self.seed = seed
         self.f_real = self.classifier.embed(self.real)[0] if self.classifier is not None else None
+
+    @classmethod
+    def of_heldout(cls, heldout_set, source: str, seed: int, nz: int) -> HeldoutScore:
+        """The score a run keeps: against up to SCORE_REAL of its held-out images, spread."""
+        n_real = min(len(heldout_set), SCORE_REAL)
+        real = heldout_set.batch(np.linspace(0, len(heldout_set) - 1, n_real).round().astype(int))
+        return cls(real, source, seed, nz)
 
     @torch.no_grad()
     def __call__(self, model: BEGAN) -> float:

@@ -18,6 +18,7 @@ from .augment import Augment
 from .config import TrainConfig
 from .distributed import Dist
 from .elu import set_fast as set_fast_elu
+from .ema import Averages, half_lives
 from .equilibrium import M_global, ae_loss, discriminator_loss, update_k
 from .model import BEGAN
 
@@ -60,6 +61,8 @@ class TrainStep:
         self.D_train: torch.nn.Module = DDP(model.D) if d.active else model.D
         if path.compile:
             self.G_train, self.D_train = torch.compile(self.G_train), torch.compile(self.D_train)
+        # G_ema and any swept averages (ema.py), after the layout change so they share it.
+        self.averages = Averages(model, cfg) if half_lives(cfg) else None
 
     def set_lr(self, lr: float) -> None:
         for g in (*self.opt_G.param_groups, *self.opt_D.param_groups):
@@ -101,6 +104,9 @@ class TrainStep:
             L_G = update_G(
                 self.model, self.opt_G, self.z(B), cfg.eta, G=self.G_train, T=T("fake_G")
             )
+        # Update G_ema: every rank holds the same G, so every rank's average is the same.
+        if self.averages is not None:
+            self.averages.update(images_seen=(t + 1) * cfg.batch_size)
         # Update k_t: one equilibrium over all ranks, so the losses are averaged first.
         local = torch.stack([L_x, L_G, L_D])
         L_x, L_G, L_D = self.d.mean(local)

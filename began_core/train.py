@@ -21,10 +21,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from . import __version__, distributed, heldout, training_state
+from . import __version__, distributed, ema, heldout, training_state
 from .augment import Augment
 from .batches import Batches
 from .config import ConfigError, RunConfig, parse_policy
@@ -43,7 +42,6 @@ from .scoring import HeldoutScore
 from .step import TrainStep
 
 SAMPLE_GRID = 64  # images in every sample grid, from one fixed z
-SCORE_REAL = 1024  # held-out images G's score compares with, at most
 
 
 class NonFiniteLossError(RuntimeError):
@@ -94,11 +92,8 @@ def train(
             d.barrier()
     if (dataset.resolution, dataset.channels) != (cfg_m.resolution, cfg_m.channels):
         raise ConfigError("the dataset's resolution or channels differ from the model's")
-    images, heldout_set = dataset, None  # what D trains on, and what it never sees
-    if config.data.heldout > 0:
-        train_idx, held_idx = heldout.split(len(dataset), config.data.heldout, cfg_t.seed)
-        images = heldout.Subset(dataset, train_idx, "training images")
-        heldout_set = heldout.Subset(dataset, held_idx, "held-out images")
+    # What D trains on, and what it never sees.
+    images, heldout_set = heldout.split_dataset(dataset, config.data.heldout, cfg_t.seed)
     batches = Batches(images, cfg_t.batch_size, cfg_t.seed, d, device, config.data.hflip)
 
     torch.manual_seed(cfg_t.seed)
@@ -113,10 +108,8 @@ def train(
     )
     scorer = None
     if cfg_t.score_every and heldout_set is not None:
-        n_real = min(len(heldout_set), SCORE_REAL)
-        real = heldout_set.batch(np.linspace(0, len(heldout_set) - 1, n_real).round().astype(int))
-        scorer = HeldoutScore(real, config.data.source, cfg_t.seed, cfg_m.Nz)
-    best: dict[str, Any] = {}  # {"step", "score"} of the best-scoring checkpoint so far
+        scorer = HeldoutScore.of_heldout(heldout_set, config.data.source, cfg_t.seed, cfg_m.Nz)
+    best: dict[str, Any] = {}  # {"step", "score", "generator"} of the best checkpoint so far
     pending: dict[str, Any] = {}  # measurements made between two records, for the next one
     opt_G, opt_D, z_gen = step_fn.opt_G, step_fn.opt_D, step_fn.z_gen
     # One fixed z for every sample grid, so grids at different steps are comparable.
@@ -124,12 +117,18 @@ def train(
         SAMPLE_GRID, cfg_m.Nz, generator=torch.Generator().manual_seed(cfg_t.seed + 1)
     )
     z_fixed = (z_fixed * 2 - 1).to(device)
+
+    def sample_grid(at: int, which: str) -> None:
+        path = run.sample_path(at, which)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_grid(ema.select(model, which).generate(z_fixed), path, nrow=8)
+
     plateau = PlateauHalving(cfg_t.lr_window, cfg_t.lr_tolerance, cfg_t.lr_min)
     lr, step, wall_before = cfg_t.lr, 0, 0.0
     saved_at = -1  # step of the newest checkpoint; every rank tracks it the same way
 
     if checkpoint is not None:
-        model.load_state_dict(load(checkpoint, device=device, expect=cfg_m).state_dict())
+        _restore_weights(model, step_fn.averages, checkpoint, device, d.main)
         state = training_state.load(checkpoint)
         opt_G.load_state_dict(state["opt_G"])
         opt_D.load_state_dict(state["opt_D"])
@@ -146,6 +145,8 @@ def train(
             )
         if d.main:
             run.truncate_metrics(step)
+            if run.read_config() != config:  # a longer run, another G_ema: a later resume keeps it
+                run.write_config(config, run.read_config_dict().get("meta", {}))
     elif d.main:
         run.create()
         if run.metrics_path.exists():  # a restart of a run killed before its first checkpoint
@@ -165,8 +166,9 @@ def train(
             **(meta or {}),
         }
         run.write_config(config, meta)
-        if not run.samples():
-            save_grid(model.generate(z_fixed), run.sample_path(0), nrow=8)
+        for which in _generators(model):
+            if not run.samples(which):
+                sample_grid(0, which)
     if d.main and run.stop_requested() and run.stop_path.stat().st_mtime < started:
         run.clear_stop()
     rank_log = _RankLog(d)
@@ -187,8 +189,11 @@ def train(
             card = model_card(
                 config, **facts, command=run_meta.get("command"), dataset=dataset.description
             )
-            record = training_record(config, **facts, meta=run_meta)
+            generator = best.get("generator", "G") if as_best else "G"
+            record = training_record(config, **facts, meta=run_meta, generator=generator)
             save_pretrained(model, tmp, card=card, training=record)
+            if step_fn.averages is not None:
+                step_fn.averages.save_sweep(tmp)
             training_state.save(
                 tmp,
                 z_states=z_states,
@@ -244,13 +249,18 @@ def train(
                 if augment is not None:
                     pending["augment_p"] = augment.p
             if scorer is not None and step % cfg_t.score_every == 0:
-                score = scorer(model)
-                pending.update(score=score, score_metric=scorer.name)
-                if score < best.get("score", math.inf):
-                    best = {"step": step, "score": score}
+                # G and G_ema are scored alike; the best checkpoint names whichever won.
+                scores = {which: scorer(ema.select(model, which)) for which in _generators(model)}
+                winner = min(scores, key=lambda which: scores[which])
+                pending.update(score=scores["G"], score_metric=scorer.name)
+                if "G_ema" in scores:
+                    pending["score_G_ema"] = scores["G_ema"]
+                if scores[winner] < best.get("score", math.inf):
+                    best = {"step": step, "score": scores[winner], "generator": winner}
                     _check_finite(model, step)
                     save_checkpoint(as_best=True)
                 pending.update(best_step=best.get("step"), best_score=best.get("score"))
+                pending["best_generator"] = best.get("generator", "G")
 
             logging_step = step % cfg_t.log_every == 0 or step == cfg_t.steps
             if logging_step:
@@ -282,7 +292,8 @@ def train(
                     status("running", processes=d.world)  # also a heartbeat
                 yield last
             if d.main and (step % cfg_t.sample_every == 0 or step == cfg_t.steps):
-                save_grid(model.generate(z_fixed), run.sample_path(step), nrow=8)
+                for which in _generators(model):
+                    sample_grid(step, which)
             if step % cfg_t.checkpoint_every == 0 or step == cfg_t.steps:
                 _check_finite(model, step)
                 save_checkpoint()
@@ -376,6 +387,42 @@ class _Sums:
         means = (stacked.double() / max(self.count, 1)).tolist()
         self.totals, self.count = {}, 0
         return dict(zip(keys, means, strict=True))
+
+
+def _generators(model: BEGAN) -> list[str]:
+    return ["G"] + (["G_ema"] if model.G_ema is not None else [])
+
+
+def _restore_weights(
+    model: BEGAN,
+    averages: ema.Averages | None,
+    checkpoint: Path,
+    device: torch.device,
+    main: bool,
+) -> None:
+    """G, D and the averages from a checkpoint. A run that kept no G_ema before gains one,
+    started from G as it is now; one resumed without G_ema drops it."""
+    loaded = load(checkpoint, device=device, expect=model.config).state_dict()
+    gains = model.G_ema is not None and not any(k.startswith("G_ema.") for k in loaded)
+    if model.G_ema is None:
+        loaded = {k: v for k, v in loaded.items() if not k.startswith("G_ema.")}
+    missing, unexpected = model.load_state_dict(loaded, strict=False)
+    if unexpected or any(not k.startswith("G_ema.") for k in missing):
+        raise CheckpointError(f"{checkpoint} does not fit this model: {missing or unexpected}")
+    if averages is None:
+        return
+    if gains:
+        averages.reset_to_G()
+        started = list(averages.nets)
+    else:
+        started = averages.load_sweep(checkpoint)
+    if started and main:
+        kimgs = ", ".join(f"{k:g}" for k in started)
+        print(
+            f"note: {checkpoint.name} kept no average of G at half-life {kimgs} kimg; it starts "
+            "from G as it is at this step.",
+            file=sys.stderr,
+        )
 
 
 def _carry(step: int, carry_steps: int, enabled: bool) -> float:

@@ -230,6 +230,20 @@ def test_grid_slider_follows_new_grids_unless_moved_back(runs_dir):
     assert at.select_slider(key="grid::r").value == 0  # stayed where the user put it
 
 
+def test_grids_of_G_ema_are_shown_on_request_and_say_so(runs_dir):
+    run = fake_run(runs_dir, "e", samples=(0, 40))
+    for step in (0, 40):
+        path = run.sample_path(step, "G_ema")
+        path.parent.mkdir(exist_ok=True)
+        Image.new("RGB", (274, 274), (0, 0, 0)).save(path)
+    at = app()
+    radio = at.radio(key="grid::e::generator")
+    assert radio.options == ["G", "G_ema"] and radio.value == "G"
+    assert at.get("image")[0].captions[0].startswith("G(z) at step 40")
+    radio.set_value("G_ema").run()
+    assert at.get("image")[0].captions[0].startswith("G_ema(z) at step 40")
+
+
 def test_killed_run_shows_failed_with_the_tail_of_its_log(runs_dir):
     gone_pid = dead_pid()
     run = fake_run(runs_dir, "killed", state="running", pid=gone_pid)
@@ -425,6 +439,12 @@ def test_small_data_options_reach_the_trainer(runs_dir, monkeypatch):
     assert args[args.index("--score-every") + 1] == "250"
     assert args[args.index("--augment") + 1] == "translation,cutout"
     assert args[args.index("--augment-p") + 1] == "0.5"
+    assert "--ema-kimg" not in args  # G_ema is off by default
+    at = app()
+    at.number_input(key="ema_kimg").set_value(2.0)
+    at = submit(at)
+    args = started[-1][1]
+    assert args[args.index("--ema-kimg") + 1] == "2.0"
     at = app()
     at.multiselect(key="augment").set_value(["cutout"])
     at.number_input(key="augment_p").set_value(0.3)
@@ -436,7 +456,7 @@ def test_small_data_options_reach_the_trainer(runs_dir, monkeypatch):
     at = app()
     at.number_input(key="heldout").set_value(0.0)  # scoring needs held-out images
     at = submit(at)
-    assert "--heldout" in texts(at.sidebar, "error") and len(started) == 2
+    assert "--heldout" in texts(at.sidebar, "error") and len(started) == 3
 
 
 def test_live_view_plots_the_heldout_gap_beside_M_global(runs_dir):

@@ -56,11 +56,13 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def test_two_ranks_one_equilibrium_one_run_dir_and_handover(tmp_path):
     run, ranks = RunDir(tmp_path / "run"), tmp_path / "ranks"
-    r = torchrun("--out", str(run.path), *TINY, *SHORT, BEGAN_RANK_LOG_DIR=str(ranks))
+    ema = ["--ema-kimg", "0.1"]  # G_ema too, which every rank keeps alike
+    r = torchrun("--out", str(run.path), *TINY, *SHORT, *ema, BEGAN_RANK_LOG_DIR=str(ranks))
     assert r.returncode == 0, r.stderr[-3000:]
+    assert load(run.latest_checkpoint()).G_ema is not None
 
     rank0, rank1 = read_jsonl(ranks / "rank0.jsonl"), read_jsonl(ranks / "rank1.jsonl")
-    # Identical k_t, learning rate and weights on both ranks.
+    # Identical k_t, learning rate and weights (G_ema's among them) on both ranks.
     assert rank0[-1]["final"] and rank1[-1]["final"]
     assert rank0[-1]["k_t"] == rank1[-1]["k_t"] > 0
     assert rank0[-1]["lr"] == rank1[-1]["lr"]

@@ -43,6 +43,7 @@ DEFAULTS = {  # train visibly on a 2-core CPU within a minute or two (about 0.05
     "augment_p": 0.5,
     "heldout": 0.05,
     "score_every": 250,
+    "ema_kimg": 0.0,  # G_ema off until a half-life is measured to beat G (README: G_ema)
 }
 AUGMENT_HELP = (
     "Differentiable augmentation of everything D sees (not in the paper): D reconstructs "
@@ -51,6 +52,12 @@ AUGMENT_HELP = (
     "collapse after about 3,000 steps. Translation + cutout at p = 0.5 kept k_t up and the "
     "classifier Frechet distance falling to 21.9 at step 9,705, where the run without it "
     "had drifted to 48.9 (README: Training on small data)."
+)
+EMA_HELP = (
+    "Half-life, in thousands of images, of G_ema: a moving average of G's weights that "
+    "training keeps beside G and never feeds back (0: none). Sample grids, the explorer, "
+    "evaluate and export can then use either; whether it beats G here, and at which "
+    "half-life, is measured in the README's G_ema section."
 )
 HELDOUT_HELP = (
     "Share of the images D never trains on (at least 64). Their reconstruction loss against "
@@ -170,9 +177,18 @@ def launch_form(s: settings.Settings) -> None:
                 1_000_000,
                 DEFAULTS["score_every"],
                 key="score_every",
-                help="Scores G on the held-out images (classifier Frechet distance for the "
-                "built-ins, else SWD) and keeps the best checkpoint apart from the latest; "
-                "export takes the best.",
+                help="Scores G (and G_ema, if kept) on the held-out images (classifier "
+                "Frechet distance for the built-ins, else SWD) and keeps the best checkpoint "
+                "apart from the latest; export takes the best, with the generator that won.",
+            )
+            values["ema_kimg"] = st.number_input(
+                "G_ema half-life (thousands of images, 0: none)",
+                0.0,
+                10_000.0,
+                DEFAULTS["ema_kimg"],
+                0.5,
+                key="ema_kimg",
+                help=EMA_HELP,
             )
         with st.expander("Logging"):
             values["log_every"] = st.number_input(
