@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -121,9 +122,10 @@ def export(
     z = model.sample_z(64, generator=torch.Generator().manual_seed(SAMPLE_SEED))
     kw: dict[str, Any] = {"n": n} if n is not None else {}
 
-    out = Path(out)
+    out = check_out(out, run, checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    _remove_stale_temps(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(out)}{os.getpid()}.", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would follow the folder into a shared checkout
     try:
         hub.save_pretrained(model, tmp, training=record, dtype=dtype, generator_only=generator_only)
@@ -155,12 +157,97 @@ def export(
                 extra=f"\n## Notes\n\n{note.strip()}\n" if note.strip() else "",
             ),
         )
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.replace(out)
+        _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+# What an export writes; a folder holding anything else is not an earlier export.
+EXPORT_FILES = frozenset({hub.CONFIG, hub.WEIGHTS, hub.TRAINING, "README.md", SAMPLES})
+
+
+def check_out(out: str | os.PathLike, run: RunDir, checkpoint: Path) -> Path:
+    """`out` resolved, or a ConfigError when writing it could remove what export did not
+    write: the run, a folder inside it or around it, the current folder or one above it, a
+    file, or a folder holding anything but an earlier export."""
+    out = Path(out).resolve()
+    here, run_path = Path.cwd().resolve(), run.path.resolve()
+
+    def within(a: Path, b: Path) -> bool:
+        return a == b or b in a.parents
+
+    fix = "choose a new folder for the export, e.g. exports/<name>"
+    if within(out, run_path) or within(checkpoint.resolve(), out):
+        where = (
+            "is the run"
+            if out == run_path
+            else ("lies inside the run" if within(out, run_path) else "contains the run")
+        )
+        raise ConfigError(f"export to {out}: that folder {where} {run_path}; {fix}.")
+    if within(here, out):
+        raise ConfigError(
+            f"export to {out}: that is the current folder or one above it, which an export "
+            f"would replace; {fix}."
+        )
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ConfigError(f"export to {out}: it exists and is not a folder; {fix}.")
+    if out.is_dir() and any(out.iterdir()):
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
+        others = [name for name in names if name not in EXPORT_FILES]
+        if others:
+            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            raise ConfigError(
+                f"export to {out}: it holds files an export does not write ({shown}), so it is "
+                f"not an earlier export that may be replaced; {fix}, or empty it yourself."
+            )
+        if not isinstance((hub.read_training(out) or {}).get("run"), dict):
+            raise ConfigError(
+                f"export to {out}: it holds {', '.join(names)} but no export's training.json, so "
+                f"it is not an earlier export that may be replaced; {fix}."
+            )
+    return out
+
+
+def _temp_prefix(out: Path) -> str:
+    return f".{out.name}.export-"
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Temp folders of exports to `out` whose process is gone (killed by SIGKILL, say)."""
+    for tmp in out.parent.glob(f"{_temp_prefix(out)}*"):
+        pid = tmp.name[len(_temp_prefix(out)) :].split(".", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Put the finished folder `tmp` at `out` by rename: where an earlier export is there, the
+    two are exchanged in one step (renameat2 RENAME_EXCHANGE) and the old one then removed,
+    so that `out` always holds a complete export."""
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    if _exchange(tmp, out):
+        shutil.rmtree(tmp)  # now the earlier export
+        return
+    old = tmp.with_name(tmp.name + ".old")
+    os.rename(out, old)
+    os.rename(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2); False where the system cannot."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    return renameat2(AT_FDCWD, bytes(a), AT_FDCWD, bytes(b), RENAME_EXCHANGE) == 0
 
 
 # --------------------------------------------------------------------------- command line
@@ -212,7 +299,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return e
 
 
+def _interrupted(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through export's clean-up of its temp folder
+
+
 def main(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
     out = export(
         args.checkpoint,
         args.out,
