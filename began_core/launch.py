@@ -33,6 +33,7 @@ from typing import Any
 
 from .config import ConfigError, RunConfig
 from .flags import config_from_flags
+from .run_lock import holder, refusal
 from .runs import LAUNCH_FILE, RunDir, atomic_write_text
 
 LOG_FILE = "train.log"
@@ -198,6 +199,9 @@ def resume_run(run: RunDir | str | os.PathLike, steps: int | None = None) -> int
 
 
 def _spawn(run: RunDir, args: list[str]) -> int:
+    who = holder(run.path)
+    if who is not None:
+        raise LaunchError(refusal(run.path, who))
     run.path.mkdir(parents=True, exist_ok=True)
     run.clear_stop()  # a STOP left by a process that was killed must not end the new one
     command = [sys.executable, "-m", "began_core", "train", *args, "--quiet"]
@@ -245,7 +249,7 @@ def stop_run(run: RunDir | str | os.PathLike) -> bool:
 def delete_run(run: RunDir | str | os.PathLike) -> None:
     """Delete a run directory; refused while its process is alive."""
     run = _as_run(run)
-    if run_state(run) in ACTIVE:
+    if run_state(run) in ACTIVE or holder(run.path) is not None:
         raise LaunchError(f"{run.path.name} is still training; stop it before deleting it.")
     if not (run.config_path.is_file() or (run.path / LAUNCH_FILE).is_file()):
         raise LaunchError(f"{run.path} is not a run directory; nothing deleted.")

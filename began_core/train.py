@@ -36,6 +36,7 @@ from .hub import CheckpointError, describe_mismatch, load, save_pretrained
 from .images import save_grid
 from .model import BEGAN
 from .model_card import model_card, training_record
+from .run_lock import RunLock
 from .runs import RunDir
 from .schedule import PlateauHalving
 from .scoring import HeldoutScore
@@ -73,6 +74,9 @@ def train(
     if cfg_t.deterministic:
         torch.use_deterministic_algorithms(True)
 
+    lock = RunLock(run.path)  # one writer per run (run_lock.py), rank 0 being the writer
+    if resume and d.main and run.exists():
+        lock.acquire()  # before the checkpoint is chosen, so that nobody writes a newer one
     checkpoint = _check_resume(run, config) if resume else None
     if not resume and run.latest_checkpoint() is not None:
         raise ConfigError(
@@ -149,6 +153,7 @@ def train(
                 run.write_config(config, run.read_config_dict().get("meta", {}))
     elif d.main:
         run.create()
+        lock.acquire()
         if run.metrics_path.exists():  # a restart of a run killed before its first checkpoint
             run.truncate_metrics(0)
         meta = {
@@ -334,6 +339,7 @@ def train(
         if outcome != "failed":
             status(outcome, metrics=last)
             rank_log.final(model, float(step_fn.k_t), lr)
+        lock.release()
 
 
 class _RankLog:

@@ -81,6 +81,7 @@ def test_two_ranks_one_equilibrium_one_run_dir_and_handover(tmp_path):
     assert run.read_config_dict()["meta"]["processes"] == 2
     assert [s for s, _ in run.checkpoints()] == [10, 20]
     assert sorted(p.name for p in run.path.iterdir()) == [
+        ".lock",  # rank 0's, the one writer (run_lock.py)
         "checkpoints",
         "config.json",
         "metrics.jsonl",
