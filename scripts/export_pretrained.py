@@ -12,12 +12,11 @@ runs stopped at the same step, and print the README's gamma table.
     wait
     # then either ship a given step:
     python scripts/export_pretrained.py runs --step 3000
-    # or the step, among the checkpoints after step 1,000 that all three runs have, where the
-    # runs fall short of an untrained G or of their own 1,000-step checkpoint (a short run)
-    # on the fewest metrics, then with the lowest classifier Frechet distance averaged over
-    # the three gammas (BEGAN runs drift into mode collapse and out again, so the last step
-    # is not always the best one):
-    python scripts/export_pretrained.py runs --select --every 250
+    # or score the runs' checkpoints (G and G_ema, and at the shipped size against the
+    # shipped generators) and ship the step the scores pick (see `select`: BEGAN runs drift
+    # into mode collapse and out again, so the last step is not always the best one):
+    python scripts/score_runs.py runs --every 1000 --json docs/scores-64.json
+    python scripts/export_pretrained.py runs --select docs/scores-64.json
 
 Each export states the exact training command with `--steps` set to the step exported: the
 step count enters neither the learning-rate rule nor the data order, so a run stopped there
@@ -27,22 +26,18 @@ and a run told to end there are the same run.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
+import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from began_core.evaluate import (  # noqa: E402
-    METRIC_KEYS,
-    evaluate,
-    quality_table,
-    shortfalls,
-    untrained_baseline,
-)
+from began_core.evaluate import quality_table  # noqa: E402
 from began_core.export import export  # noqa: E402
-from began_core.hub import read_training  # noqa: E402
+from began_core.hub import load, read_training  # noqa: E402
 from began_core.runs import RunDir  # noqa: E402
 
 GAMMAS = ("0.3", "0.5", "0.7")
@@ -56,7 +51,7 @@ def stated_command(config: dict, step: int, name: str) -> str:
     return shlex.join(words)
 
 
-def note(run: RunDir, config: dict, step: int, selected: bool) -> str:
+def note(run: RunDir, config: dict, step: int, selected: bool, generator: str = "G") -> str:
     meta, lr, eta = config["meta"], config["train"]["lr"], config["train"]["eta"]
     last = max(s for s, _ in run.checkpoints())
     why_lr = (
@@ -82,13 +77,26 @@ def note(run: RunDir, config: dict, step: int, selected: bool) -> str:
         else ""
     )
     how = (
-        f"the run went on to step {last:,}; this is its checkpoint at step {step:,}, the step "
-        "(of those all three gamma runs have) where the runs fall short of an untrained G or "
-        "of their first checkpoint on the fewest metrics, then with the lowest classifier "
-        "Frechet distance averaged over the three, since BEGAN runs drift into mode collapse "
-        "and out again"
+        f"the run went on to step {last:,}; this is its checkpoint at step {step:,}: of the "
+        "steps where each of the three gamma runs (with the better of G and G_ema on its own "
+        "held-out score) beats the shipped generator of its gamma on classifier Frechet "
+        "distance and class coverage, the one with the lowest held-out score averaged over "
+        "the three, since BEGAN runs drift into mode collapse and out again"
         if selected
         else f"the run was stopped at step {step:,}"
+    )
+    kimg = config["train"].get("ema_kimg") or 0
+    why_generator = (
+        f"The samples and metrics are of G_ema, the moving average of G's weights (half-life "
+        f"{kimg:g} thousand images, ramped up), which scored better than G on the run's "
+        "held-out images at this step; the folder holds G as well. "
+        if generator == "G_ema"
+        else "The samples and metrics are of G"
+        + (
+            ", which scored better than G_ema on the run's held-out images at this step. "
+            if kimg
+            else ". "
+        )
     )
     fast = meta.get("fast_path", {}).get("summary") or (
         "bf16 autocast and channels_last (`--amp --channels-last`)"
@@ -119,59 +127,77 @@ def note(run: RunDir, config: dict, step: int, selected: bool) -> str:
         "float32. Weights initialised "
         "Glorot-uniform with zero biases (`model.glorot_init`), without which G starts on one "
         f"image and every gamma collapsed. {why_eta}{why_lambda_k}{why_lr}{why_augment}"
-        f"Schedule and stop: {how}. The step count enters neither the "
+        f"Schedule and stop: {how}. {why_generator}The step count enters neither the "
         "learning-rate rule nor the data order, so the command above reproduces these weights "
         f"(up to floating-point non-determinism). {scope}"
     )
 
 
-SELECT_N = 256  # images per set when comparing steps (the shipped ones are scored with 1,024)
+def select(scores: dict, every: int) -> tuple[int, dict[str, str], str]:
+    """(step, generator per gamma, markdown table) from a `score_runs.py` results file.
 
+    At each step (a multiple of `every` that all three runs were scored at) each run offers
+    the better of G and G_ema on its own held-out score. A step is eligible when every run's
+    generator beats the shipped generator of its gamma (the file's "reference", scored at the
+    shipped size) on classifier Frechet distance and does not cover fewer classes; of the
+    eligible steps the one with the lowest held-out score, averaged over the three, is
+    chosen. SystemExit, with the table, when no step is eligible yet."""
+    rows, reference = scores["rows"], scores.get("reference", {})
+    if not reference:
+        raise SystemExit("the results file has no shipped generators to beat: run score_runs.py")
+    size = int(next(iter(reference)).rsplit("@", 1)[1])
+    ref = {f"{r['gamma']:g}": r for r in reference.values()}
 
-def select(runs: list[RunDir], every: int, short_run: int = HISTORY[0]) -> tuple[int, str]:
-    """(step, markdown table): of the checkpoint steps (multiples of `every`) after
-    `short_run` that all runs have, the one where the runs miss the fewest bars (beating an
-    untrained G and the run's checkpoint at `short_run`, a short run, on every metric:
-    `shortfalls`), then with the lowest mean classifier FD."""
-    common = set.intersection(*({s for s, _ in r.checkpoints()} for r in runs))
-    steps = [short_run, *sorted(s for s in common if s % every == 0 and s > short_run)]
-    if short_run not in common or len(steps) < 2:
-        raise SystemExit(
-            f"the runs need a checkpoint at step {short_run:,} (the short run) and a later one "
-            "in common"
-        )
-    configs = [r.read_config() for r in runs]
-    baselines = [untrained_baseline(c.model, n=SELECT_N, data=c.data.source) for c in configs]
-    scores: dict[int, list[dict]] = {}
-    for step in steps:
-        scores[step] = [evaluate(dict(r.checkpoints())[step], n=SELECT_N) for r in runs]
-        fd = [r["classifier_fd"] for r in scores[step]]
-        print(f"step {step}: classifier FD {fd}", file=sys.stderr, flush=True)
-    short = scores[steps[0]]
-    missed = {
-        step: [
-            [k for k in METRIC_KEYS if k in {*shortfalls(r, base), *shortfalls(r, first)}]
-            for r, base, first in zip(scores[step], baselines, short, strict=True)
-        ]
-        for step in steps[1:]
-    }
-    fd = {step: [r["classifier_fd"] for r in scores[step]] for step in steps[1:]}
-    best = min(steps[1:], key=lambda s: (sum(map(len, missed[s])), sum(fd[s])))
+    def at_size(row: dict, key: str) -> float:
+        return row[key] if row["resolution"] == size else row[f"{key}_at{size}"]
+
+    offered: dict[tuple[str, int], dict] = {}  # (gamma, step) -> the better of G and G_ema
+    for row in rows:
+        if row["generator"] not in ("G", "G_ema") or row["step"] % every:
+            continue
+        if row["resolution"] != size and f"classifier_fd_at{size}" not in row:
+            continue
+        key = (f"{row['gamma']:g}", row["step"])
+        if key not in offered or row["heldout_fd"] < offered[key]["heldout_fd"]:
+            offered[key] = row
+    steps = sorted(s for _, s in offered if all((g, s) in offered for g in GAMMAS))
+    steps = sorted(set(steps))
+
+    def beats(row: dict, gamma: str) -> bool:
+        r = ref[gamma]
+        fd, cov = at_size(row, "classifier_fd"), at_size(row, "coverage")
+        return fd < r["classifier_fd"] and cov >= r["coverage"]
+
+    eligible = [s for s in steps if all(beats(offered[(g, s)], g) for g in GAMMAS)]
+    mean = {s: statistics.fmean(offered[(g, s)]["heldout_fd"] for g in GAMMAS) for s in steps}
+    best = min(eligible, key=lambda s: mean[s]) if eligible else None
     head = " | ".join(f"gamma {g}" for g in GAMMAS)
     lines = [
-        f"| step | {head} | mean | short of an untrained G or step {steps[0]:,} on |",
+        f"| step | {head} | mean held-out score | all beat the shipped ones |",
         "|" + " --- |" * (len(GAMMAS) + 3),
+        "| shipped | "
+        + " | ".join(
+            f"FD {ref[g]['classifier_fd']:.1f}, coverage {ref[g]['coverage']:.2f}" for g in GAMMAS
+        )
+        + " | | |",
     ]
-    for step in steps[1:]:
-        cells = " | ".join(f"{v:.1f}" for v in fd[step])
-        mark = " **(shipped)**" if step == best else ""
-        short_of = "; ".join(
-            f"{g}: {', '.join(m)}" for g, m in zip(GAMMAS, missed[step], strict=True) if m
-        )
+    for s in steps:
+        cells = []
+        for g in GAMMAS:
+            row = offered[(g, s)]
+            fd, cov = at_size(row, "classifier_fd"), at_size(row, "coverage")
+            mark = "" if beats(row, g) else " (no)"
+            cells.append(
+                f"{row['generator']} {row['heldout_fd']:.1f}: FD {fd:.1f}, coverage {cov:.2f}{mark}"
+            )
+        shipped = " **(shipped)**" if s == best else ""
         lines.append(
-            f"| {step:,}{mark} | {cells} | {sum(fd[step]) / len(runs):.1f} | {short_of or 'none'} |"
+            f"| {s:,}{shipped} | {' | '.join(cells)} | {mean[s]:.1f} | {'yes' if s in eligible else 'no'} |"
         )
-    return best, "\n".join(lines)
+    table = "\n".join(lines)
+    if best is None:
+        raise SystemExit(f"no step yet where all three beat the shipped generators:\n\n{table}")
+    return best, {g: offered[(g, best)]["generator"] for g in GAMMAS}, table
 
 
 def main() -> int:
@@ -181,8 +207,14 @@ def main() -> int:
     which.add_argument("--step", type=int, help="the step to ship, the same for all")
     which.add_argument(
         "--select",
-        action="store_true",
-        help="ship the step that misses the fewest bars, then has the lowest mean classifier FD",
+        type=Path,
+        metavar="SCORES_JSON",
+        help="ship the step a score_runs.py results file picks (see select)",
+    )
+    p.add_argument(
+        "--generator",
+        default="auto",
+        help="with --step: G, G_ema or auto (default: the checkpoint's own choice)",
     )
     p.add_argument(
         "--every", type=int, default=1000, help="with --select: the checkpoint steps compared"
@@ -190,9 +222,10 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / "pretrained")
     args = p.parse_args()
 
+    generators = dict.fromkeys(GAMMAS, args.generator)
     if args.select:
-        args.step, table = select([RunDir(args.runs / f"gamma{g}") for g in GAMMAS], args.every)
-        print(f"classifier FD by step ({SELECT_N} images per set):\n\n{table}\n")
+        args.step, generators, table = select(json.loads(args.select.read_text()), args.every)
+        print(f"held-out score and comparison by step:\n\n{table}\n")
 
     shipped = []
     for gamma in GAMMAS:
@@ -200,13 +233,16 @@ def main() -> int:
         config = run.read_config_dict()
         name = f"{config['data']['source']}-{config['model']['resolution']}-gamma{gamma}"
         have = {s for s, _ in run.checkpoints()}
+        if generators[gamma] == "auto":  # the one the checkpoint names, said in the note
+            generators[gamma] = load(dict(run.checkpoints())[args.step]).recommended
         out = export(
             run.path,
             args.out / name,
             step=args.step,
             history=[s for s in HISTORY if s < args.step and s in have],
             command=stated_command(config, args.step, name),
-            note=note(run, config, args.step, args.select),
+            note=note(run, config, args.step, bool(args.select), generators[gamma]),
+            generator=generators[gamma],
         )
         print(f"wrote {out}", file=sys.stderr)
         shipped.append((f"gamma {gamma}", read_training(out)["evaluation"]))

@@ -1,0 +1,183 @@
+"""Score every generator the gamma runs of a folder keep (G, G_ema and the averages of
+`train --ema-sweep`) at every `--every` steps, into one results file, from which `--table`
+prints the README's G against G_ema table and `export_pretrained.py --select` picks the step
+to ship.
+
+    scripts/train_gammas.sh runs/faces64 20000 64 --ema-kimg 1 --ema-sweep 0.5,2,5,10
+    python scripts/score_runs.py runs/faces64 --every 1000 --json docs/scores-64.json
+    python scripts/score_runs.py --table docs/scores-64.json
+
+Per generator and step: the run's own held-out score (`heldout_fd`: the classifier Frechet
+distance against the held-out images D never saw, as `train --score-every` keeps it) and
+`evaluate`'s classifier Frechet distance, class coverage and SWD (`--n` images against as many
+real ones). With `--compare R` (default 32), G and G_ema are also scored at R x R by `evaluate
+--resolution R`, and so are the shipped generators of `--shipped` (under "reference"): the
+comparison a larger generator must win before it replaces them. Rows already in the file are
+kept, so the script can be run again as the runs go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from began_core import ema, heldout  # noqa: E402
+from began_core.data import open_dataset  # noqa: E402
+from began_core.evaluate import evaluate  # noqa: E402
+from began_core.hub import load, read_training  # noqa: E402
+from began_core.runs import RunDir  # noqa: E402
+from began_core.scoring import HeldoutScore  # noqa: E402
+
+GAMMAS = ("0.3", "0.5", "0.7")
+
+
+def heldout_scorer(run: RunDir) -> HeldoutScore:
+    """The score `train --score-every` keeps for this run: against its own held-out images."""
+    config = run.read_config()
+    m, d = config.model, config.data
+    dataset = open_dataset(d.source, m.resolution, m.channels, celeba_crop=d.celeba_crop)
+    _, held = heldout.split_dataset(dataset, d.heldout or 0.05, config.train.seed)
+    return HeldoutScore.of_heldout(held, d.source, config.train.seed, m.Nz)
+
+
+def _scores(result: dict, suffix: str = "") -> dict:
+    return {
+        f"classifier_fd{suffix}": round(result["classifier_fd"], 3),
+        f"coverage{suffix}": result["coverage"],
+        f"swd{suffix}": round(result["swd"], 2),
+    }
+
+
+def score(
+    runs: list[RunDir],
+    every: int,
+    until: int,
+    n: int,
+    compare: int | None,
+    shipped: Path,
+    out: Path,
+) -> dict:
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    rows, reference = results.setdefault("rows", []), results.setdefault("reference", {})
+
+    def save() -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1) + "\n")
+
+    if compare:
+        for gamma in GAMMAS:
+            for folder in sorted(shipped.glob(f"*-{compare}-gamma{gamma}")):
+                key = f"{folder.name}@{compare}"
+                if key not in reference:
+                    result = evaluate(folder, n=n, resolution=compare)
+                    step = (read_training(folder) or {}).get("step")
+                    reference[key] = {"gamma": float(gamma), "step": step, **_scores(result)}
+                    save()
+    done = {(r["run"], r["step"], r["generator"]) for r in rows}
+    for run in runs:
+        config, scorer = run.read_config(), None
+        for step, checkpoint in run.checkpoints():
+            if step % every or step > until:
+                continue
+            model = load(checkpoint)
+            for which in ema.available(model, checkpoint):
+                if (run.path.name, step, which) in done:
+                    continue
+                start, scorer = time.time(), scorer or heldout_scorer(run)
+                row = {
+                    "run": run.path.name,
+                    "gamma": config.train.gamma,
+                    "resolution": config.model.resolution,
+                    "ema_kimg": config.train.ema_kimg,
+                    "step": step,
+                    "generator": which,
+                    "heldout_fd": round(scorer(ema.select(model, which, checkpoint)), 3),
+                    **_scores(evaluate(checkpoint, n=n, generator=which)),
+                    "n": n,
+                }
+                if compare and compare != config.model.resolution and ":" not in which:
+                    at = evaluate(checkpoint, n=n, generator=which, resolution=compare)
+                    row.update(_scores(at, f"_at{compare}"))
+                rows.append(row)
+                save()
+                print(
+                    f"{run.path.name} step {step} {which}: held-out FD {row['heldout_fd']}, "
+                    f"FD {row['classifier_fd']} ({time.time() - start:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return results
+
+
+def _order(name: str) -> float:
+    return -1.0 if name == "G" else 0.0 if name == "G_ema" else float(name.split(":")[1])
+
+
+def ema_table(rows: list[dict], key: str = "heldout_fd") -> str:
+    """Per generator (G_ema by half-life) and step: the score averaged over the gamma runs, and
+    in how many (gamma, step) cells it beat G."""
+    steps = sorted({r["step"] for r in rows})
+    names = sorted({r["generator"] for r in rows}, key=_order)
+    at = {(r["run"], r["step"], r["generator"]): r[key] for r in rows if key in r}
+    runs = sorted({r["run"] for r in rows})
+    primary = "/".join(f"{k:g}" for k in sorted({r["ema_kimg"] for r in rows}))
+
+    def label(name: str) -> str:
+        if name == "G":
+            return "G"
+        kimg = primary if name == "G_ema" else name.split(":")[1]
+        return f"G_ema, {kimg} kimg"
+
+    lines = [
+        f"| generator | {' | '.join(f'{s:,}' for s in steps)} | beats G |",
+        "|" + " --- |" * (len(steps) + 2),
+    ]
+    for name in names:
+        cells, wins, total = [], 0, 0
+        for s in steps:
+            vals = [at[(r, s, name)] for r in runs if (r, s, name) in at]
+            cells.append(f"{statistics.fmean(vals):.1f}" if vals else "")
+            for r in runs:
+                if name != "G" and (r, s, name) in at and (r, s, "G") in at:
+                    total += 1
+                    wins += at[(r, s, name)] < at[(r, s, "G")]
+        beats = f"{wins} of {total}" if name != "G" else ""
+        lines.append(f"| {label(name)} | {' | '.join(cells)} | {beats} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("runs", nargs="?", type=Path, help="folder holding gamma0.3, 0.5 and 0.7")
+    p.add_argument("--every", type=int, default=1000, help="checkpoint steps scored")
+    p.add_argument("--until", type=int, default=10**9, help="last step scored")
+    p.add_argument("--n", type=int, default=562, help="images per set for evaluate")
+    p.add_argument("--compare", type=int, default=32, help="also score at this size (0: do not)")
+    p.add_argument("--shipped", type=Path, default=ROOT / "pretrained")
+    p.add_argument("--json", type=Path, help="results file (rows kept and added to)")
+    p.add_argument("--table", type=Path, metavar="JSON", help="print the tables of a results file")
+    args = p.parse_args()
+    if args.table:
+        rows = json.loads(args.table.read_text())["rows"]
+        for key, what in (("heldout_fd", "held-out score"), ("classifier_fd", "classifier FD")):
+            print(f"{what} (classifier Frechet distance, mean over gamma; lower is better):\n")
+            print(ema_table(rows, key) + "\n")
+        return 0
+    if args.runs is None or args.json is None:
+        p.error("give the runs folder and --json, or --table JSON")
+    runs = [
+        RunDir(args.runs / f"gamma{g}") for g in GAMMAS if RunDir(args.runs / f"gamma{g}").exists()
+    ]
+    score(runs, args.every, args.until, args.n, args.compare or None, args.shipped, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
