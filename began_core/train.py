@@ -26,6 +26,7 @@ import torch
 from . import __version__, distributed, ema, heldout, training_state
 from .augment import Augment
 from .batches import Batches
+from .checkpoint_checks import check_config
 from .config import ConfigError, RunConfig, parse_policy
 from .data import open_dataset
 from .dataset import ImageDataset
@@ -43,6 +44,7 @@ from .scoring import HeldoutScore
 from .step import TrainStep
 
 SAMPLE_GRID = 64  # images in every sample grid, from one fixed z
+MAX_BATCH = 4096  # images per step, at most: far beyond any BEGAN recipe, short of a memory blow-up
 
 
 class NonFiniteLossError(RuntimeError):
@@ -74,6 +76,8 @@ def train(
     if cfg_t.deterministic:
         torch.use_deterministic_algorithms(True)
 
+    # Bounded before anything is allocated or decoded: a config.json is untrusted input.
+    _check_sizes(config, str(run.config_path) if resume else "the configuration")
     lock = RunLock(run.path)  # one writer per run (run_lock.py), rank 0 being the writer
     if resume and d.main and run.exists():
         lock.acquire()  # before the checkpoint is chosen, so that nobody writes a newer one
@@ -446,6 +450,19 @@ def _check_finite(model: BEGAN, step: int) -> None:
             )
 
 
+def _check_sizes(config: RunConfig, where: str) -> None:
+    """The bounds a model folder is held to (checkpoint_checks), and a batch size that fits."""
+    try:
+        check_config(config.model, where)
+    except CheckpointError as e:
+        raise ConfigError(str(e).replace("not loaded", "not trained")) from None
+    if config.train.batch_size > MAX_BATCH:
+        raise ConfigError(
+            f"{where} asks for batch_size={config.train.batch_size}, above the limit of "
+            f"{MAX_BATCH}: not trained (BEGAN's batch is 16; a GPU takes a few hundred)."
+        )
+
+
 def _check_resume(run: RunDir, config: RunConfig) -> Path:
     if not run.exists():
         raise ConfigError(f"cannot resume {run.path}: it is not a run directory (no config.json).")
@@ -456,6 +473,7 @@ def _check_resume(run: RunDir, config: RunConfig) -> Path:
         )
         raise ConfigError(f"cannot resume {run.path}: {none}; start it afresh.")
     stored = run.read_config()
+    _check_sizes(stored, str(run.config_path))
     if stored.model != config.model:
         raise CheckpointError(
             f"cannot resume {run.path} with another model: {describe_mismatch(config.model, stored.model)}."

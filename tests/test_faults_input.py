@@ -80,6 +80,8 @@ CLI = [
     (["--gamma", "inf"], "gamma must be in (0, 1]"),
     (["--resolution", "100000"], "resolution 100000 is not supported"),
     (["--filters", "0"], "n must be a positive integer"),
+    (["--filters", "100000"], "n=100000, above the limit of 512"),
+    (["--batch-size", "100000"], "batch_size=100000, above the limit"),
     (["--max-images", "0"], "max_images must be a positive integer"),
     (["--z-dim", "0"], "Nz must be a positive integer"),
     (["--checkpoint-every", "0"], "checkpoint_every must be a positive integer"),
@@ -98,6 +100,33 @@ def test_hostile_cli_option_is_one_line_and_starts_nothing(tmp_path, capsys, arg
     err = capsys.readouterr().err
     assert err.startswith("error: ") and said in err and "Traceback" not in err
     assert not out.exists()
+
+
+OVERSIZED = [  # hand-edited into a run's config.json: refused before anything is allocated
+    ("model", "n", 1_000_000, "n=1000000, above the limit of 512"),
+    ("model", "Nz", 10**9, "Nz=1000000000, above the limit"),
+    ("model", "Nh", 10**7, "Nh=10000000, above the limit"),
+    ("train", "batch_size", 10**6, "batch_size=1000000, above the limit"),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "said"), OVERSIZED, ids=[o[1] for o in OVERSIZED]
+)
+def test_resume_of_an_oversized_config_is_one_line(tmp_path, capsys, section, key, value, said):
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--data", "shapes", "--filters", "8", "--steps", "2"]
+    assert main([*args, "--checkpoint-every", "2", "--quiet"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    config[section][key] = value
+    (out / "config.json").write_text(json.dumps(config))
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--steps", "4", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and said in err and "config.json" in err
+    assert err.count("\n") == 1 and "not trained" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
 
 
 def test_cli_resume_of_what_is_not_a_run(tmp_path, capsys):
