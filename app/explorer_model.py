@@ -87,7 +87,7 @@ def discover(pretrained_dir: Path, runs_dir: Path) -> list[Checkpoint]:
         if latest is None or not (latest / WEIGHTS).is_file():
             continue
         step = int(latest.name.split("_")[-1]) if latest.name.startswith("step_") else 0
-        key = f"runs/{run.path.name} @ step {step}"
+        key = f"runs/{run.name} @ step {step}"
         found.append(Checkpoint(key, latest, *latent.read_origin(latest), ema.offered(latest)))
     return found
 

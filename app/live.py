@@ -38,7 +38,7 @@ def show(run: RunDir, settings: Settings, state: str | None = None) -> None:
 def _live(path: str, settings: Settings, shown_state: str) -> None:
     run = RunDir(path)
     if not run.path.is_dir():
-        st.warning(f"The run {run.path.name} no longer exists.")
+        st.warning(f"The run {run.name} no longer exists.")
         return
     info = widgets.run_info(run)
     if info.state != shown_state:
@@ -58,7 +58,7 @@ def _live(path: str, settings: Settings, shown_state: str) -> None:
 def _samples(path: str) -> None:
     run = RunDir(path)
     if run.path.is_dir():
-        widgets.sample_browser(run, key=f"grid::{run.path.name}")
+        widgets.sample_browser(run, key=f"grid::{run.name}")
 
 
 def _header(info: widgets.RunInfo) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ class RunInfo:
 
     @property
     def name(self) -> str:
-        return self.run.path.name
+        return self.run.name
 
     @property
     def train(self) -> dict[str, Any]:
@@ -151,8 +152,8 @@ def run_info(run: RunDir) -> RunInfo:
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def _metrics(path: str, mtime_ns: int, size: int) -> list[dict[str, Any]]:
-    return RunDir(path).read_metrics()
+def _metrics(path: bytes, mtime_ns: int, size: int) -> list[dict[str, Any]]:
+    return RunDir(os.fsdecode(path)).read_metrics()
 
 
 def metrics(run: RunDir) -> list[dict[str, Any]]:
@@ -161,7 +162,9 @@ def metrics(run: RunDir) -> list[dict[str, Any]]:
         stat = run.metrics_path.stat()
     except OSError:
         return []
-    return _metrics(str(run.metrics_path.parent), stat.st_mtime_ns, stat.st_size)
+    # Paths go to the caches as bytes: Streamlit hashes str arguments as UTF-8, which a folder
+    # name that is not UTF-8 (lone surrogates in Python) cannot be.
+    return _metrics(os.fsencode(run.metrics_path.parent), stat.st_mtime_ns, stat.st_size)
 
 
 def badge(state: str) -> None:
@@ -193,7 +196,7 @@ def ago(timestamp: float | None) -> str:
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _upscaled_png(path: str, mtime_ns: int, width: int) -> bytes:
+def _upscaled_png(path: bytes, mtime_ns: int, width: int) -> bytes:
     with Image.open(path) as im:
         im.load()
         factor = max(1, round(width / im.width))
@@ -206,7 +209,7 @@ def _upscaled_png(path: str, mtime_ns: int, width: int) -> bytes:
 def grid_image(path: Path, width: int = GRID_WIDTH) -> bytes | None:
     """A sample grid, upscaled by whole pixels so 32x32 images stay sharp; None if unreadable."""
     try:
-        return _upscaled_png(str(path), path.stat().st_mtime_ns, width)
+        return _upscaled_png(os.fsencode(path), path.stat().st_mtime_ns, width)
     except OSError:
         return None
 

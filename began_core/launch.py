@@ -184,15 +184,15 @@ def resume_run(run: RunDir | str | os.PathLike, steps: int | None = None) -> int
     """Continue a run from its last checkpoint, to `steps` in all if given; its pid."""
     run = _as_run(run)
     if run_state(run) in ACTIVE:
-        raise LaunchError(f"{run.path.name} is still training; stop it before resuming.")
+        raise LaunchError(f"{run.name} is still training; stop it before resuming.")
     checkpoints = run.checkpoints()
     if not checkpoints:
-        raise LaunchError(f"{run.path.name} has no checkpoint to resume from; start a new run.")
+        raise LaunchError(f"{run.name} has no checkpoint to resume from; start a new run.")
     done = checkpoints[-1][0]
     target = steps if steps is not None else run.read_config().train.steps
     if target <= done:
         raise LaunchError(
-            f"{run.path.name} has a checkpoint at step {done}; resume it to more steps than that."
+            f"{run.name} has a checkpoint at step {done}; resume it to more steps than that."
         )
     extra = [] if steps is None else ["--steps", str(int(steps))]
     return _spawn(run, ["--resume", str(run.path), *extra])
@@ -250,7 +250,7 @@ def delete_run(run: RunDir | str | os.PathLike) -> None:
     """Delete a run directory; refused while its process is alive."""
     run = _as_run(run)
     if run_state(run) in ACTIVE or holder(run.path) is not None:
-        raise LaunchError(f"{run.path.name} is still training; stop it before deleting it.")
+        raise LaunchError(f"{run.name} is still training; stop it before deleting it.")
     if not (run.config_path.is_file() or (run.path / LAUNCH_FILE).is_file()):
         raise LaunchError(f"{run.path} is not a run directory; nothing deleted.")
     shutil.rmtree(run.path)

@@ -84,6 +84,12 @@ class RunDir:
         self.checkpoints_dir = self.path / "checkpoints"
         self.stop_path = self.path / "STOP"
 
+    @property
+    def name(self) -> str:
+        """The folder's name as text whatever its bytes (undecodable ones as \\xNN), for
+        pages and messages: a name that is not UTF-8 must not break them."""
+        return text(self.path.name)
+
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
@@ -311,6 +317,12 @@ def _by_step(paths: Iterator[Path]) -> list[tuple[int, Path]]:
         if m:
             found.append((int(m.group(1)), p))
     return sorted(found)
+
+
+def text(name: str) -> str:
+    """A file name as printable text: bytes the file system gave that are not UTF-8 (decoded
+    by Python as lone surrogates) shown as \\xNN escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def list_runs(root: str | os.PathLike, *, starting: bool = False) -> list[RunDir]:

@@ -183,7 +183,9 @@ def test_sample_and_evaluate_say_which_generator(ema_run, tmp_path):
     assert main(["sample", str(ema_run.path), "--out", str(tmp_path / "s.png"), "--n", "4",
                  "--generator", "G_ema:0.02"]) == 0  # fmt: skip
     assert (tmp_path / "s.png").is_file()
-    with pytest.raises(CheckpointError, match="no generator 'G_ema:7'.*it has G, G_ema, G_ema:0.02"):
+    with pytest.raises(
+        CheckpointError, match="no generator 'G_ema:7'.*it has G, G_ema, G_ema:0.02"
+    ):
         ema.select(load(ema_run.latest_checkpoint()), "G_ema:7", ema_run.latest_checkpoint())
 
 

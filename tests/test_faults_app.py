@@ -4,6 +4,7 @@ it, a "running" status left by a trainer that could not write its end. The page 
 And the read-only dashboard (with the explorer it frames) refuses every request that would
 start, stop, delete or read outside its folders."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -61,6 +62,21 @@ def hand_edited_runs(runs_dir) -> dict[str, tuple[str, str]]:
             run.read_config()
         said[run.path.name] = (str(info.value), phrase)
     return said
+
+
+def test_a_run_folder_whose_name_is_not_utf8_breaks_no_page(runs_dir):
+    fake_run(runs_dir, "good", records=10)
+    odd = os.fsdecode(b"caf\xe9-run")  # Latin-1 bytes: not UTF-8
+    fake_run(runs_dir, odd, records=10)
+    at = app()
+    assert not at.exception
+    assert at.selectbox(key="run").options == ["caf\\xe9-run", "good"]
+    at.selectbox(key="run").set_value("caf\\xe9-run").run()
+    assert not at.exception and "caf\\xe9-run" in texts(at, "markdown")
+    at.switch_page("views/runs.py").run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["run"]) == ["caf\\xe9-run", "good"]
+    assert len(at.get("image")) == 2
 
 
 def test_dashboard_says_what_is_wrong_with_a_hand_edited_config(runs_dir):

@@ -49,9 +49,7 @@ def test_select_takes_the_best_held_out_step_among_those_where_all_three_win():
             # a swept average is measured, never shipped by the rule
             row(g, 2000, "G_ema:5", 1, base - 9),
         ]
-    step, generators, table = export_pretrained.select(
-        {"rows": rows, "reference": REFERENCE}, 1000
-    )
+    step, generators, table = export_pretrained.select({"rows": rows, "reference": REFERENCE}, 1000)
     assert step == 2000 and generators == dict.fromkeys(("0.3", "0.5", "0.7"), "G_ema")
     assert "| 2,000 **(shipped)** |" in table and "(no)" in table
 

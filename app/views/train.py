@@ -268,8 +268,8 @@ if not runs:
         )
     st.stop()
 
-names = [r.path.name for r in runs]
-states = {r.path.name: launch.run_state(r) for r in runs}
+names = [r.name for r in runs]
+states = {r.name: launch.run_state(r) for r in runs}
 # The URL names the run shown (?run=NAME), so a reload or a shared link shows the same run.
 asked = st.query_params.get("run")
 if asked in names and asked != st.session_state.get("run_in_url"):
