@@ -1,7 +1,7 @@
 """Pictures of the classroom's 2-D BEGAN: the plane (a PNG), the loss histograms and the curves
 (plotly).
 
-Presentation only: every number comes from began_core.classroom; pictures stay small (a 40x40
+Presentation only: every number comes from began_core.classroom.began2d; pictures stay small (a 40x40
 map, a few hundred points) because a live page re-sends them every frame.
 """
 
@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from plotly.subplots import make_subplots
 
 from app.charts import COLORS, LABELS, thin
-from began_core.classroom import EXTENT, Classroom
+from began_core.classroom.began2d import EXTENT, Classroom
 
 REAL, FAKE = "#1f77b4", "#d62728"
 CELLS = 40  # heat map resolution

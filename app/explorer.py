@@ -1,4 +1,4 @@
-"""The explorer of trained BEGAN generators: a Gradio app over `began_core.latent` and `began_core.inversion`.
+"""The explorer of trained BEGAN generators: a Gradio app over `began_core.explore.latent` and `began_core.explore.inversion`.
 
 `app/explorer_server.py` serves it: alone (`python app.py`, as a Hugging Face Space runs
 it), or in the dashboard's process as its Explore tab. Checkpoints come from

@@ -1,8 +1,8 @@
 """The explorer's model side: the checkpoints it offers, the models it has loaded, and one
 method per thing the page shows, returning uint8 images. No Gradio here: `app/explorer.py`
 lays out the page and wires these methods to it. Sampling, interpolation, directions,
-inversion and the gamma comparison themselves live in `began_core.latent`
-and `began_core.inversion`; upload checks in `began_core.images`.
+inversion and the gamma comparison themselves live in `began_core.explore.latent`
+and `began_core.explore.inversion`; upload checks in `began_core.data.images`.
 """
 
 from __future__ import annotations
@@ -20,13 +20,16 @@ import torch
 from torch import Tensor
 
 from app import settings
-from began_core import ema, images, inversion, latent, metrics
+from began_core.checkpoints import generators
+from began_core.checkpoints.hub import CONFIG, HUB_ID, WEIGHTS, CheckpointError, load
 from began_core.config import TrainConfig
-from began_core.data import DatasetError, ImageDataset, open_dataset, subset_indices
-from began_core.hub import CONFIG, HUB_ID, WEIGHTS, CheckpointError, load
-from began_core.images import make_grid, to_uint8
-from began_core.model import BEGAN
-from began_core.runs import list_runs
+from began_core.data import images
+from began_core.data.images import make_grid, to_uint8
+from began_core.data.sources import DatasetError, ImageDataset, open_dataset, subset_indices
+from began_core.evaluation import metrics
+from began_core.explore import inversion, latent
+from began_core.nn.model import BEGAN
+from began_core.runs.run_dir import list_runs
 
 DISPLAY = 256  # the main image is upscaled (nearest neighbour) to about this many pixels
 FRAME = 96  # frames of strips and grids to about this many
@@ -81,14 +84,18 @@ def discover(pretrained_dir: Path, runs_dir: Path) -> list[Checkpoint]:
             if "classifiers" in rel.parts or not (folder / WEIGHTS).is_file():
                 continue
             key = f"pretrained/{rel.as_posix()}" if rel.parts else "pretrained"
-            found.append(Checkpoint(key, folder, *latent.read_origin(folder), ema.offered(folder)))
+            found.append(
+                Checkpoint(key, folder, *latent.read_origin(folder), generators.offered(folder))
+            )
     for run in list_runs(runs_dir):
         latest = run.latest_checkpoint()
         if latest is None or not (latest / WEIGHTS).is_file():
             continue
         step = int(latest.name.split("_")[-1]) if latest.name.startswith("step_") else 0
         key = f"runs/{run.name} @ step {step}"
-        found.append(Checkpoint(key, latest, *latent.read_origin(latest), ema.offered(latest)))
+        found.append(
+            Checkpoint(key, latest, *latent.read_origin(latest), generators.offered(latest))
+        )
     return found
 
 
@@ -205,7 +212,7 @@ class Explorer:
                 with torch.inference_mode(False):
                     # A typed Hub id never reaches a local folder of the same name.
                     model = load(source, device=self.device, allow_local=ckpt is not None)
-                    model = ema.select(model, which or "auto")
+                    model = generators.select(model, which or "auto")
             except CheckpointError as e:  # name the folder as the list does, not by its path
                 message = str(e).replace(str(source), key) if ckpt else str(e)
                 raise CheckpointError(message) from None

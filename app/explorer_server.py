@@ -18,7 +18,7 @@ import torch
 from starlette.routing import Mount
 
 from app.explorer import CSS, build_explorer
-from began_core import images
+from began_core.data import images
 
 
 def launch_options() -> dict[str, Any]:

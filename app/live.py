@@ -7,8 +7,8 @@ import streamlit as st
 
 from app import charts, widgets
 from app.settings import Settings
-from began_core import launch
-from began_core.runs import RunDir
+from began_core.runs import launch
+from began_core.runs.run_dir import RunDir
 
 
 def show(run: RunDir, settings: Settings, state: str | None = None) -> None:
@@ -73,7 +73,7 @@ def _header(info: widgets.RunInfo) -> None:
     )
     path = info.meta.get("fast_path", {}).get("summary")
     hardware = info.meta.get("hardware")
-    if path:  # which speed options the trainer took, and why (began_core/fast_path.py)
+    if path:  # which speed options the trainer took, and why (began_core/training/fast_path.py)
         about += f"  \n:material/speed: {path}" + (f" · {hardware}" if hardware else "")
     title.markdown(f"#### {info.name}\n{about}")
     with state:

@@ -1,7 +1,7 @@
 """BEGAN Studio dashboard: `streamlit run app/main.py` (from the repository root).
 
-Training runs in separate processes (began_core.launch) that write run directories
-(began_core.runs); these pages only read them, so a reload or a closed tab stops nothing.
+Training runs in separate processes (began_core.runs.launch) that write run directories
+(began_core.runs.run_dir); these pages only read them, so a reload or a closed tab stops nothing.
 Settings come from the environment (app/settings.py): BEGAN_READ_ONLY=1 for a public,
 read-only dashboard, BEGAN_RUNS_DIR for where runs live.
 

@@ -13,8 +13,8 @@ from typing import Any
 import streamlit as st
 from PIL import Image
 
-from began_core import launch
-from began_core.runs import RunDir
+from began_core.runs import launch
+from began_core.runs.run_dir import RunDir
 
 BADGES = {  # state -> (colour, icon)
     "starting": ("gray", ":material/hourglass_top:"),

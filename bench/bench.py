@@ -4,8 +4,8 @@
     python bench/bench.py --quick         # small CPU grid (CI), printed only
 
 For every configuration (resolution x filters n x batch) and device it times
-  - began_core: `began_core.step.TrainStep`, the very step `began_core.train` runs by default
-                (`began_core/fast_path.py` picks its options for the device and processor);
+  - began_core: `began_core.training.step.TrainStep`, the very step `began_core.training.train` runs by default
+                (`began_core/training/fast_path.py` picks its options for the device and processor);
   - fast:       the same step with every speed option that pays on (bf16 autocast among them);
   - reference:  `bench/reference.py`, plain eager float32 as peer repositories write it;
 counts the FLOPs of one step (torch's FlopCounterMode on the meta device) and reports images/s,
@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import ReferenceStep
 
 from began_core.config import ModelConfig, TrainConfig
-from began_core.distributed import hardware_name
-from began_core.fast_path import native_bf16, resolve
-from began_core.model import BEGAN
-from began_core.step import TrainStep
+from began_core.nn.model import BEGAN
+from began_core.training.distributed import hardware_name
+from began_core.training.fast_path import native_bf16, resolve
+from began_core.training.step import TrainStep
 
 FULL = {"resolution": [32, 64, 128], "n": [32, 64, 128], "batch": [16, 64]}
 QUICK = {"resolution": [32], "n": [16, 32], "batch": [16]}

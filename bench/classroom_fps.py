@@ -31,8 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import classroom_charts as charts
-from began_core import points
-from began_core.classroom import Classroom
+from began_core.classroom import points
+from began_core.classroom.began2d import Classroom
 from bench import cpu_model  # bench/bench.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
     python bench/cpu_options.py                  # the two configurations of the README table
     python bench/cpu_options.py --res 64 --n 32 --rounds 12
 
-Every variant is a `began_core.step.TrainStep` (the reference is `bench/reference.py`), built
+Every variant is a `began_core.training.step.TrainStep` (the reference is `bench/reference.py`), built
 from the same weights and timed in turns, a step of each per round, so that a busy moment of
 the machine slows them all alike; the figure is the median step over the rounds, as images/s
 and as a ratio to the eager float32 reference. torch.compile's variants also report how long
@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reference import ReferenceStep
 
 from began_core.config import ModelConfig, TrainConfig
-from began_core.elu import set_fast
-from began_core.fast_path import native_bf16, resolve
-from began_core.model import BEGAN
-from began_core.step import TrainStep
+from began_core.nn.elu import set_fast
+from began_core.nn.model import BEGAN
+from began_core.training.fast_path import native_bf16, resolve
+from began_core.training.step import TrainStep
 from bench import ceilings, cpu_model, step_flops, write_results
 
 BATCH = 16

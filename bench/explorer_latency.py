@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gradio_client import Client
 
 from app import explorer, explorer_model, explorer_server
+from began_core.checkpoints.hub import save_pretrained
 from began_core.config import ModelConfig
-from began_core.hub import save_pretrained
-from began_core.model import BEGAN
+from began_core.nn.model import BEGAN
 
 
 def free_port() -> int:

@@ -29,11 +29,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import explorer, explorer_model
+from began_core.checkpoints.hub import save_pretrained
+from began_core.checkpoints.model_card import model_card, training_record
 from began_core.config import ModelConfig, RunConfig, TrainConfig
-from began_core.hub import save_pretrained
-from began_core.images import to_pil
-from began_core.model import BEGAN
-from began_core.model_card import model_card, training_record
+from began_core.data.images import to_pil
+from began_core.nn.model import BEGAN
 
 CFG = ModelConfig(resolution=32, n=8, Nh=16, Nz=16)
 GAMMAS = {"a": 0.3, "b": 0.5, "c": 0.7}

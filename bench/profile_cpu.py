@@ -1,4 +1,4 @@
-"""Where a CPU training step's time goes: torch.profiler over `began_core.step.TrainStep`.
+"""Where a CPU training step's time goes: torch.profiler over `began_core.training.step.TrainStep`.
 
     python bench/profile_cpu.py                       # the default grid -> bench/results/
     python bench/profile_cpu.py --res 64 --n 32       # one configuration, printed only
@@ -7,7 +7,7 @@
 
 Every operator the profiler sees is put in one bucket by its own (self) time: convolutions
 (forward and backward, oneDNN), matrix products (the two linear layers), ELU (forward and
-backward, torch's or began_core/elu.py's compiled kernels), nearest up-sampling, dtype casts
+backward, torch's or began_core/nn/elu.py's compiled kernels), nearest up-sampling, dtype casts
 and copies, allocation, Adam (everything inside the optimizer's step), zeroing gradients, and
 the rest of the elementwise work and reductions (the loss among them). What no operator
 accounts for, step time minus the operators' time, is the framework outside them: Python, the
@@ -30,9 +30,9 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from began_core.config import ModelConfig, TrainConfig
-from began_core.elu import set_fast
-from began_core.model import BEGAN
-from began_core.step import TrainStep
+from began_core.nn.elu import set_fast
+from began_core.nn.model import BEGAN
+from began_core.training.step import TrainStep
 from bench import cpu_model, write_results
 
 GRID = [(32, 16), (32, 32), (32, 64), (64, 16), (64, 32), (64, 64)]

@@ -2,7 +2,7 @@
 
 Plain eager float32, one z shared by both updates, D run separately on real and fake images,
 G's loss back-propagated through D's graph, and k_t read back to the host every step
-(`.item()`), as in the widely copied PyTorch ports. Same architecture (began_core.model), so
+(`.item()`), as in the widely copied PyTorch ports. Same architecture (began_core.nn.model), so
 the ratio to it measures the training path, not the network.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from began_core.model import BEGAN
+from began_core.nn.model import BEGAN
 
 
 class ReferenceStep:

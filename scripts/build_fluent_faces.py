@@ -12,8 +12,8 @@ code point, MIT), then writes
 - began_core/assets/fluent_faces_64.png: those faces composited onto white and resized to
   64x64 with LANCZOS, as a lossless sprite sheet, 32 tiles a row.
 
-The selection rule is ``began_core.builtin_data.is_face_subcategory``; the decoding is
-``began_core.images.load_image``, the same as 'fluent-faces@full' uses, so both agree.
+The selection rule is ``began_core.data.builtin_data.is_face_subcategory``; the decoding is
+``began_core.data.images.load_image``, the same as 'fluent-faces@full' uses, so both agree.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from began_core import builtin_data as bd  # noqa: E402
-from began_core.images import load_image  # noqa: E402
+from began_core.data import builtin_data as bd  # noqa: E402
+from began_core.data.images import load_image  # noqa: E402
 
 COLUMNS = 32
 

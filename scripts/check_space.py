@@ -69,7 +69,7 @@ def shipped_folder(repo_id: str) -> Path:
 def check_front_matter(python: str) -> dict:
     """The Space's configuration, or a SpaceCheckError naming every key that is wrong."""
     from app.settings import front_matter
-    from began_core.hub import HUB_ID
+    from began_core.checkpoints.hub import HUB_ID
 
     meta = front_matter(ROOT / "README.md")
     problems = []

@@ -18,8 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from began_core import points
-from began_core.classroom import Classroom, Design, Knobs
+from began_core.classroom import points
+from began_core.classroom.began2d import Classroom, Design, Knobs
 
 DEFAULT_KNOBS = {"gamma": 0.9, "lambda_k": 0.1}  # the page's first default; --gammas sets gamma
 NEW_USER = {"gamma": 0.5, "lambda_k": 0.01}  # what a variant starts from

@@ -35,10 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from began_core.evaluate import quality_table  # noqa: E402
-from began_core.export import export  # noqa: E402
-from began_core.hub import load, read_training  # noqa: E402
-from began_core.runs import RunDir  # noqa: E402
+from began_core.checkpoints.hub import load, read_training  # noqa: E402
+from began_core.evaluation.report import quality_table  # noqa: E402
+from began_core.publish.export import export  # noqa: E402
+from began_core.runs.run_dir import RunDir  # noqa: E402
 
 GAMMAS = ("0.3", "0.5", "0.7")
 HISTORY = (1000, 2000, 4000, 8000, 16000, 32000, 64000)  # quality against steps

@@ -29,9 +29,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from began_core import heldout, hub, inversion  # noqa: E402
-from began_core.data import open_dataset  # noqa: E402
-from began_core.images import to_uint8  # noqa: E402
+from began_core.checkpoints import hub  # noqa: E402
+from began_core.data.images import to_uint8  # noqa: E402
+from began_core.data.sources import open_dataset  # noqa: E402
+from began_core.explore import inversion  # noqa: E402
+from began_core.training import heldout  # noqa: E402
 
 GAP = 6  # white pixels between the real faces and the path, and between rows
 

@@ -28,12 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from began_core import ema, heldout  # noqa: E402
-from began_core.data import open_dataset  # noqa: E402
-from began_core.evaluate import evaluate  # noqa: E402
-from began_core.hub import load, read_training  # noqa: E402
-from began_core.runs import RunDir  # noqa: E402
-from began_core.scoring import HeldoutScore  # noqa: E402
+from began_core.checkpoints import generators  # noqa: E402
+from began_core.checkpoints.hub import load, read_training  # noqa: E402
+from began_core.data.sources import open_dataset  # noqa: E402
+from began_core.evaluation.evaluate import evaluate  # noqa: E402
+from began_core.runs.run_dir import RunDir  # noqa: E402
+from began_core.training import heldout  # noqa: E402
+from began_core.training.scoring import HeldoutScore  # noqa: E402
 
 GAMMAS = ("0.3", "0.5", "0.7")
 
@@ -87,7 +88,7 @@ def score(
             if step % every or step > until:
                 continue
             model = load(checkpoint)
-            for which in ema.available(model, checkpoint):
+            for which in generators.available(model, checkpoint):
                 if (run.path.name, step, which) in done:
                     continue
                 start, scorer = time.time(), scorer or heldout_scorer(run)
@@ -98,7 +99,7 @@ def score(
                     "ema_kimg": config.train.ema_kimg,
                     "step": step,
                     "generator": which,
-                    "heldout_fd": round(scorer(ema.select(model, which, checkpoint)), 3),
+                    "heldout_fd": round(scorer(generators.select(model, which, checkpoint)), 3),
                     **_scores(evaluate(checkpoint, n=n, generator=which)),
                     "n": n,
                 }

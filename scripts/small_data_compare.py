@@ -5,7 +5,7 @@
         --out docs/small-data
 
 Every checkpoint of each run (train --checkpoint-every 1000 --keep-checkpoints 20) is scored by
-`began_core.evaluate` (classifier Frechet distance, class coverage, diversity; n generated
+`began_core.evaluation.evaluate` (classifier Frechet distance, class coverage, diversity; n generated
 against n real images), beside what the run logged at that step (k_t, the held-out ratio
 L(x_held-out) / L(x_train), augmentation p). Results are cached in OUT.json, so a rerun scores only new checkpoints.
 Writes OUT.json, OUT.md (a table) and OUT.png (a figure, drawn by plotly in headless
@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from began_core.evaluate import evaluate  # noqa: E402
-from began_core.runs import RunDir  # noqa: E402
+from began_core.evaluation.evaluate import evaluate  # noqa: E402
+from began_core.runs.run_dir import RunDir  # noqa: E402
 
 KEYS = ("classifier_fd", "coverage", "diversity", "pixel_diversity", "swd")
 

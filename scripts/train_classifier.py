@@ -6,7 +6,7 @@
 
 Each writes pretrained/classifiers/<data>-<resolution>/ (config.json, model.safetensors,
 README.md with the held-out accuracy, data, licence and this command; `--out` to change it).
-Training uses the train part of a fixed held-out split (`began_core.classifier.split_indices`:
+Training uses the train part of a fixed held-out split (`began_core.evaluation.classifier.split_indices`:
 Fashion-MNIST's official split; whole emoji concepts for fluent-faces) and reports accuracy on
 the rest. Seeded (`--seed`) with a fixed thread count (`--threads`, default 1), so the same
 command on the same machine writes the same weights. Per-dataset defaults (epochs, width,
@@ -28,8 +28,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from began_core import classifier as C  # noqa: E402
-from began_core.data import BUILTIN_DATASETS, open_dataset  # noqa: E402
+from began_core.data.sources import BUILTIN_DATASETS, open_dataset  # noqa: E402
+from began_core.evaluation import classifier as C  # noqa: E402
 
 # Fluent faces: 1,124 images, so many epochs of strong augmentation; Fashion-MNIST: 60,000
 # photos, a few epochs of light augmentation (flips and small shifts) are enough.

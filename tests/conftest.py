@@ -83,8 +83,8 @@ def wait_until(predicate, timeout: float, what: str = "condition"):
 
 @pytest.fixture
 def end_launched_children():
-    """Kill whatever training processes began_core.launch started in this process."""
-    from began_core import launch
+    """Kill whatever training processes began_core.runs.launch started in this process."""
+    from began_core.runs import launch
 
     yield
     for pid, proc in list(launch._children.items()):

@@ -15,9 +15,9 @@ pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 from streamlit.testing.v1 import AppTest
 
-from began_core import launch
 from began_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from began_core.runs import LAUNCH_FILE, RunDir
+from began_core.runs import launch
+from began_core.runs.run_dir import LAUNCH_FILE, RunDir
 
 from conftest import dead_pid
 
@@ -315,8 +315,8 @@ def test_runs_page_lists_and_overlays_runs(runs_dir):
 
 
 def test_shipped_checkpoints_are_listed_with_samples(runs_dir, tmp_path):
-    from began_core.hub import save_pretrained
-    from began_core.model import BEGAN
+    from began_core.checkpoints.hub import save_pretrained
+    from began_core.nn.model import BEGAN
 
     root = tmp_path / "pretrained"
     good = save_pretrained(BEGAN(ModelConfig(n=8, Nh=16, Nz=16)), root / "began-tiny-32")

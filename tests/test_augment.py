@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from began_core import augment, heldout
-from began_core.augment import Augment
-from began_core.batches import Batches
-from began_core.cli import build_parser, resolve_config
-from began_core.cli import main as cli_main
+from began_core.checkpoints.hub import load
+from began_core.cli.main import build_parser, resolve_config
+from began_core.cli.main import main as cli_main
 from began_core.config import ConfigError, ModelConfig, RunConfig, parse_policy
-from began_core.export import export, locate
 from began_core.flags import train_flags
-from began_core.hub import load
-from began_core.model import BEGAN
-from began_core.runs import RunDir
-from began_core.step import update_G
-from began_core.train import train
+from began_core.nn.model import BEGAN
+from began_core.publish.export import export, locate
+from began_core.runs.run_dir import RunDir
+from began_core.training import augment, heldout
+from began_core.training.augment import Augment
+from began_core.training.batches import Batches
+from began_core.training.step import update_G
+from began_core.training.train import train
 
 from conftest import TensorDataset, tiny_config, with_train
 

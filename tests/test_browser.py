@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from began_core import launch
-from began_core.runs import RunDir, list_runs
+from began_core.runs import launch
+from began_core.runs.run_dir import RunDir, list_runs
 
 from conftest import wait_until
 
@@ -256,7 +256,7 @@ def test_one_port_the_explore_tab_compares_gamma_on_hub_ids(local_hub, tmp_path,
     """Through the dashboard's port alone (the explorer's own port closed): load the three
     shipped generators by Hub id (one pinned to its revision) from the local Hub, where the
     push command put them, drive a slider, and compare gamma on the three."""
-    from began_core import cli
+    from began_core.cli import main as cli
 
     ids = []
     for folder in sorted((ROOT / "pretrained").glob("fluent-faces-*-gamma*")):

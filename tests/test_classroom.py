@@ -1,4 +1,4 @@
-"""The classroom's 2-D BEGAN (began_core.points, began_core.classroom) and its page."""
+"""The classroom's 2-D BEGAN (began_core.classroom.points, began_core.classroom.began2d) and its page."""
 
 import io
 import json
@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from began_core import equilibrium, points
-from began_core.classroom import Classroom, Design, Drawing, Knobs
+from began_core import equilibrium
+from began_core.classroom import points
+from began_core.classroom.began2d import Classroom, Design, Drawing, Knobs
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "app" / "main.py"

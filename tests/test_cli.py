@@ -8,8 +8,8 @@ import time
 import pytest
 from PIL import Image
 
-from began_core.cli import build_parser, main
-from began_core.runs import RunDir
+from began_core.cli.main import build_parser, main
+from began_core.runs.run_dir import RunDir
 
 from conftest import ROOT, SHORT, TINY, run_began
 

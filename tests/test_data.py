@@ -1,4 +1,4 @@
-"""Tests for began_core.data: built-in datasets, folders, zips, CelebA crop, bad input, cache."""
+"""Tests for began_core.data.sources: built-in datasets, folders, zips, CelebA crop, bad input, cache."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from began_core import builtin_data, data, dataset
-from began_core.data import BUILTIN_DATASETS, DatasetError, ImageDataset, open_dataset
+from began_core.data import builtin_data, dataset
+from began_core.data import sources as data
+from began_core.data.sources import BUILTIN_DATASETS, DatasetError, ImageDataset, open_dataset
 
 
 @pytest.fixture(autouse=True)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from began_core.batches import Batches
-from began_core.distributed import Dist
-from began_core.hub import load
-from began_core.runs import RunDir
+from began_core.checkpoints.hub import load
+from began_core.runs.run_dir import RunDir
+from began_core.training.batches import Batches
+from began_core.training.distributed import Dist
 
 from conftest import ROOT, SHORT, TensorDataset, run_began
 from conftest import TINY as TINY_FLAGS

@@ -1,15 +1,15 @@
-"""The fast ELU (began_core/elu.py) computes torch's ELU, forward and backward, in every layout
+"""The fast ELU (began_core/nn/elu.py) computes torch's ELU, forward and backward, in every layout
 it takes, and falls back to torch's where it does not apply."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from began_core import elu as elu_module
 from began_core.config import ModelConfig, TrainConfig
-from began_core.elu import ELU, FAST_MIN_NUMEL, elu, set_fast
-from began_core.model import BEGAN
-from began_core.step import TrainStep
+from began_core.nn import elu as elu_module
+from began_core.nn.elu import ELU, FAST_MIN_NUMEL, elu, set_fast
+from began_core.nn.model import BEGAN
+from began_core.training.step import TrainStep
 
 SHAPE = (2, 32, 128, 128)  # 2**20 values: above FAST_MIN_NUMEL
 TOL = {torch.float32: 1e-6, torch.bfloat16: 1e-2}

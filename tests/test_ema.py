@@ -6,12 +6,13 @@ import json
 import pytest
 import torch
 
-from began_core import ema
+from began_core.checkpoints import generators
+from began_core.checkpoints.hub import CheckpointError, load, save_pretrained
 from began_core.config import ConfigError, ModelConfig, TrainConfig
-from began_core.hub import CheckpointError, load, save_pretrained
-from began_core.model import BEGAN
-from began_core.runs import RunDir
-from began_core.train import train
+from began_core.nn import ema
+from began_core.nn.model import BEGAN
+from began_core.runs.run_dir import RunDir
+from began_core.training.train import train
 
 from conftest import TensorDataset, tiny_config, with_train
 
@@ -72,18 +73,18 @@ def test_G_ema_travels_in_the_model_repository(tmp_path):
     assert loaded.G_ema is not None and loaded.recommended == "G_ema"
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
     z = model.sample_z(4)
-    view = ema.select(loaded, "auto")
+    view = generators.select(loaded, "auto")
     assert view.generator == "G_ema" and view.D is loaded.D
     assert torch.equal(view.generate(z), model.G_ema(z).clamp(-1, 1))
-    assert ema.select(loaded, "G") is loaded
+    assert generators.select(loaded, "G") is loaded
     with pytest.raises(ValueError, match="save the model, not its view"):
         save_pretrained(view, tmp_path / "v")
     # Without G_ema, asking for it says how to get one.
     save_pretrained(BEGAN(CFG), tmp_path / "plain")
     with pytest.raises(CheckpointError, match="has no G_ema"):
-        ema.select(load(tmp_path / "plain"), "G_ema")
+        generators.select(load(tmp_path / "plain"), "G_ema")
     with pytest.raises(CheckpointError, match="unknown generator"):
-        ema.select(loaded, "H")
+        generators.select(loaded, "H")
 
 
 def test_a_run_keeps_G_ema_and_its_sweep_and_resumes_them_bit_for_bit(tmp_path):
@@ -96,7 +97,7 @@ def test_a_run_keeps_G_ema_and_its_sweep_and_resumes_them_bit_for_bit(tmp_path):
     wa, wb = load(ca).state_dict(), load(cb).state_dict()
     assert any(k.startswith("G_ema.") for k in wa)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    sa, sb = ema.load_sweep(ca), ema.load_sweep(cb)
+    sa, sb = generators.load_sweep(ca), generators.load_sweep(cb)
     assert set(sa) == {0.05, 1.0}
     assert all(torch.equal(sa[h][k], sb[h][k]) for h in sa for k in sa[h])
     # The average is not G: it lags behind it.
@@ -104,7 +105,12 @@ def test_a_run_keeps_G_ema_and_its_sweep_and_resumes_them_bit_for_bit(tmp_path):
     # Sample grids of both generators, from the same z.
     assert [s for s, _ in a.samples("G_ema")] == [s for s, _ in a.samples()]
     assert a.sample_generators() == ["G", "G_ema"]
-    assert [g for g in ema.available(load(ca), ca)] == ["G", "G_ema", "G_ema:0.05", "G_ema:1"]
+    assert [g for g in generators.available(load(ca), ca)] == [
+        "G",
+        "G_ema",
+        "G_ema:0.05",
+        "G_ema:1",
+    ]
 
 
 def test_an_old_run_resumed_with_G_ema_gains_one_from_G(tmp_path, capsys):
@@ -155,10 +161,10 @@ def ema_run(tmp_path_factory):
 
 
 def test_export_ships_the_chosen_generator_and_says_which(ema_run, tmp_path):
-    from began_core.export import export
+    from began_core.publish.export import export
 
     checkpoint = ema_run.latest_checkpoint()
-    swept = ema.load_sweep(checkpoint)[0.02]
+    swept = generators.load_sweep(checkpoint)[0.02]
     out = export(ema_run.path, tmp_path / "x", generator="G_ema:0.02", evaluate=False)
     shipped = load(out)
     assert shipped.recommended == "G_ema"
@@ -174,8 +180,8 @@ def test_export_ships_the_chosen_generator_and_says_which(ema_run, tmp_path):
 
 
 def test_sample_and_evaluate_say_which_generator(ema_run, tmp_path):
-    from began_core.cli import main
-    from began_core.evaluate import evaluate
+    from began_core.cli.main import main
+    from began_core.evaluation.evaluate import evaluate
 
     result = evaluate(ema_run.latest_checkpoint(), n=32, generator="G_ema")
     assert result["generator"] == "G_ema"
@@ -186,7 +192,7 @@ def test_sample_and_evaluate_say_which_generator(ema_run, tmp_path):
     with pytest.raises(
         CheckpointError, match="no generator 'G_ema:7'.*it has G, G_ema, G_ema:0.02"
     ):
-        ema.select(load(ema_run.latest_checkpoint()), "G_ema:7", ema_run.latest_checkpoint())
+        generators.select(load(ema_run.latest_checkpoint()), "G_ema:7", ema_run.latest_checkpoint())
 
 
 def test_explorer_offers_G_and_G_ema_of_a_checkpoint_holding_both(ema_run, tmp_path):

@@ -9,25 +9,25 @@ import numpy as np
 import pytest
 import torch
 
-from began_core import classifier as C
-from began_core.builtin_data import fluent_index
-from began_core.cli import main
+from began_core.checkpoints.hub import load, read_training, save_pretrained
+from began_core.checkpoints.model_card import training_record
+from began_core.cli.main import main
 from began_core.config import ModelConfig, RunConfig
-from began_core.data import DatasetError, open_dataset
-from began_core.evaluate import (
+from began_core.data.builtin_data import fluent_index
+from began_core.data.sources import DatasetError, open_dataset
+from began_core.evaluation import classifier as C
+from began_core.evaluation.evaluate import (
     INCEPTION_ENV,
     METRIC_KEYS,
-    ROWS,
     evaluate,
     inception_fid,
     resolve,
     shortfalls,
     untrained_baseline,
 )
-from began_core.hub import load, read_training, save_pretrained
-from began_core.model import BEGAN
-from began_core.model_card import training_record
-from began_core.runs import RunDir
+from began_core.evaluation.report import ROWS
+from began_core.nn.model import BEGAN
+from began_core.runs.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p.name for p in C.SHIPPED.iterdir()) if C.SHIPPED.is_dir() else []

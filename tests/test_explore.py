@@ -1,4 +1,4 @@
-"""began_core.latent, .inversion and .images: sampling, interpolation, PCA directions, inversion, the paper's mirror
+"""began_core.explore.latent, .inversion and .images: sampling, interpolation, PCA directions, inversion, the paper's mirror
 interpolation and gamma grid, and input images. Tiny seeded models; the inversion threshold is
 also checked on a trained checkpoint when one is at hand (pretrained/, or the folder in
 $BEGAN_TEST_CHECKPOINT: a checkpoint, or a run directory whose latest checkpoint is used)."""
@@ -13,12 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
-from began_core import hub, images, inversion, latent
+from began_core.checkpoints import hub
+from began_core.checkpoints.hub import CONFIG, WEIGHTS, load, save_pretrained
+from began_core.checkpoints.model_card import training_record
 from began_core.config import ModelConfig, RunConfig, TrainConfig
-from began_core.hub import CONFIG, WEIGHTS, load, save_pretrained
-from began_core.model import BEGAN
-from began_core.model_card import training_record
-from began_core.runs import RunDir
+from began_core.data import images
+from began_core.explore import inversion, latent
+from began_core.nn.model import BEGAN
+from began_core.runs.run_dir import RunDir
 
 CFG = ModelConfig(resolution=32, n=8, Nh=16, Nz=16)
 ROOT = Path(__file__).resolve().parent.parent

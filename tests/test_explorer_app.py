@@ -22,13 +22,13 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from huggingface_hub import constants as hf_constants  # noqa: E402
 
 from app import explorer, explorer_model, explorer_server  # noqa: E402
-from began_core import latent  # noqa: E402
+from began_core.checkpoints.hub import CheckpointError, save_pretrained  # noqa: E402
+from began_core.checkpoints.model_card import model_card, training_record  # noqa: E402
 from began_core.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from began_core.hub import CheckpointError, save_pretrained  # noqa: E402
-from began_core.images import to_pil  # noqa: E402
-from began_core.model import BEGAN  # noqa: E402
-from began_core.model_card import model_card, training_record  # noqa: E402
-from began_core.runs import RunDir  # noqa: E402
+from began_core.data.images import to_pil  # noqa: E402
+from began_core.explore import latent  # noqa: E402
+from began_core.nn.model import BEGAN  # noqa: E402
+from began_core.runs.run_dir import RunDir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = ModelConfig(resolution=32, n=8, Nh=16, Nz=16)

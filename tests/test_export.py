@@ -9,12 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from began_core import hub, latent
-from began_core.cli import build_parser, main, resolve_config
+from began_core.checkpoints import hub
+from began_core.checkpoints.model_card import model_card
+from began_core.cli.main import build_parser, main, resolve_config
 from began_core.config import ConfigError
-from began_core.export import SAMPLES, export
-from began_core.model_card import model_card
-from began_core.train import train
+from began_core.explore import latent
+from began_core.publish.export import SAMPLES, export
+from began_core.training.train import train
 
 from conftest import tiny_config
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from began_core.config import ModelConfig, TrainConfig
-from began_core.data import open_dataset
-from began_core.fast_path import native_bf16
-from began_core.model import BEGAN
-from began_core.step import TrainStep
+from began_core.data.sources import open_dataset
+from began_core.nn.model import BEGAN
+from began_core.training.fast_path import native_bf16
+from began_core.training.step import TrainStep
 
 STEPS, WINDOW = 240, 40
 # Tolerances, stated: window means of the losses within 2% relative, k_t within 2e-3.

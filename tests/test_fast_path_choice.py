@@ -1,4 +1,4 @@
-"""Which fast path a step takes (began_core/fast_path.py): decided from the device and the
+"""Which fast path a step takes (began_core/training/fast_path.py): decided from the device and the
 processor, overridden by every explicit option, and recorded where a user sees it."""
 
 import json
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from began_core import fast_path
 from began_core.config import TrainConfig
-from began_core.fast_path import resolve
-from began_core.train import train
+from began_core.training import fast_path
+from began_core.training.fast_path import resolve
+from began_core.training.train import train
 
 from conftest import TensorDataset, tiny_config
 

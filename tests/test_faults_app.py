@@ -20,9 +20,9 @@ from streamlit.testing.v1 import AppTest
 from test_app import FOLDER, MAIN, TIMEOUT, app, fake_run, texts
 from test_faults_runs import CONFIGS
 
-from began_core import launch
 from began_core.config import ConfigError
-from began_core.runs import RunDir
+from began_core.runs import launch
+from began_core.runs.run_dir import RunDir
 
 from conftest import dead_pid
 
@@ -275,9 +275,9 @@ def test_explorer_reads_no_folder_outside_its_lists(tmp_path, monkeypatch):
     taken as a Hub repo id: no local checkpoint outside its lists is loaded, and no error
     tells which folders exist."""
     from app import explorer_model
-    from began_core import hub
+    from began_core.checkpoints import hub
     from began_core.config import ModelConfig
-    from began_core.model import BEGAN
+    from began_core.nn.model import BEGAN
 
     monkeypatch.chdir(tmp_path)
     model = BEGAN(ModelConfig(resolution=32, n=8, Nh=16, Nz=16))

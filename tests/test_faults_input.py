@@ -17,12 +17,12 @@ import zlib
 import pytest
 from PIL import Image
 
-from began_core.cli import main
+from began_core.checkpoints.hub import CheckpointError, load, save_pretrained
+from began_core.cli.main import main
 from began_core.config import ModelConfig
-from began_core.data import DatasetError, open_dataset
-from began_core.hub import CheckpointError, load, save_pretrained
-from began_core.images import prepare_image
-from began_core.model import BEGAN
+from began_core.data.images import prepare_image
+from began_core.data.sources import DatasetError, open_dataset
+from began_core.nn.model import BEGAN
 
 pytestmark = pytest.mark.faults
 

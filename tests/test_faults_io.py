@@ -18,13 +18,16 @@ import pytest
 import torch
 from safetensors import SafetensorError
 
-from began_core import hub, launch, runs, training_state
-from began_core import train as train_module
-from began_core.cli import main
+from began_core.checkpoints import hub
+from began_core.checkpoints.hub import load
+from began_core.cli.main import main
 from began_core.faults import RunWriteError
-from began_core.hub import load
-from began_core.runs import RunDir
-from began_core.train import train
+from began_core.runs import launch
+from began_core.runs import run_dir as runs
+from began_core.runs.run_dir import RunDir
+from began_core.training import train as train_module
+from began_core.training import training_state
+from began_core.training.train import train
 
 from conftest import SHORT, TINY, TensorDataset, dead_pid, tiny_config
 

@@ -16,10 +16,11 @@ import sys
 import pytest
 import torch
 
-from began_core import faults, training_state
-from began_core.hub import load
-from began_core.runs import RunDir
-from began_core.train import train
+from began_core import faults
+from began_core.checkpoints.hub import load
+from began_core.runs.run_dir import RunDir
+from began_core.training import training_state
+from began_core.training.train import train
 
 from conftest import TensorDataset, tiny_config
 

@@ -9,12 +9,12 @@ import shutil
 import pytest
 import torch
 
-from began_core import training_state
-from began_core.cli import main
+from began_core.checkpoints.hub import load
+from began_core.cli.main import main
 from began_core.config import ConfigError
-from began_core.hub import load
-from began_core.runs import RunDir
-from began_core.train import train
+from began_core.runs.run_dir import RunDir
+from began_core.training import training_state
+from began_core.training.train import train
 
 from conftest import TensorDataset, tiny_config
 

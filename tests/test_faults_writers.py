@@ -11,12 +11,12 @@ import time
 import pytest
 import torch
 
-from began_core import launch
 from began_core.config import ConfigError
-from began_core.export import export
-from began_core.run_lock import RunLock, RunLockedError, holder
-from began_core.runs import RunDir
-from began_core.train import train
+from began_core.publish.export import export
+from began_core.runs import launch
+from began_core.runs.run_dir import RunDir
+from began_core.runs.run_lock import RunLock, RunLockedError, holder
+from began_core.training.train import train
 
 from conftest import ROOT, TensorDataset, run_began, tiny_config, wait_until
 

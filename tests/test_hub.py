@@ -4,10 +4,10 @@ import pytest
 import torch
 from huggingface_hub import constants as hf_constants
 
-from began_core import hub
+from began_core.checkpoints import hub
+from began_core.checkpoints.hub import CheckpointError, load, save_pretrained
 from began_core.config import ModelConfig
-from began_core.hub import CheckpointError, load, save_pretrained
-from began_core.model import BEGAN
+from began_core.nn.model import BEGAN
 
 CFG = ModelConfig(n=8, Nh=16, Nz=16)
 

@@ -14,10 +14,11 @@ import pytest
 import torch
 from huggingface_hub import constants as hf_constants
 
-from began_core import cli, hub
+from began_core.checkpoints import hub
+from began_core.checkpoints.hub import CheckpointError, load, save_pretrained
+from began_core.cli import main as cli
 from began_core.config import ModelConfig
-from began_core.hub import CheckpointError, load, save_pretrained
-from began_core.model import BEGAN
+from began_core.nn.model import BEGAN
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "pretrained").glob("fluent-faces-*-gamma*"))
@@ -57,7 +58,7 @@ def test_push_cli_then_load_by_repo_id_in_a_fresh_process(local_hub, tmp_path):
     assert {"config.json", "model.safetensors", "README.md", "training.json"} <= set(files)
     assert files["README.md"] == (SHIPPED[0] / "README.md").read_bytes()  # the model card
     check = (
-        "from began_core.hub import load; m = load('alice/faces-g03'); "
+        "from began_core.checkpoints.hub import load; m = load('alice/faces-g03'); "
         "print(m.config.n, m.has_discriminator)"
     )
     out = subprocess.run(

@@ -1,4 +1,4 @@
-"""began_core.launch: validation, and real training processes started, stopped, killed,
+"""began_core.runs.launch: validation, and real training processes started, stopped, killed,
 resumed and deleted (tiny models on the built-in `shapes` data)."""
 
 import json
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from began_core import launch
-from began_core.cli import build_parser, resolve_config
+from began_core.cli.main import build_parser, resolve_config
 from began_core.flags import train_flags
-from began_core.runs import LAUNCH_FILE, RunDir, list_runs
+from began_core.runs import launch
+from began_core.runs.run_dir import LAUNCH_FILE, RunDir, list_runs
 
 from conftest import dead_pid, wait_until
 

@@ -87,10 +87,15 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_sees_the_imports_it_should():
     graph = import_graph()
-    assert "began_core.equilibrium" in graph["began_core.step"]  # from .equilibrium import ...
-    assert graph["began_core.train"] >= {"began_core", "began_core.distributed"}  # __version__
-    assert "began_core.launch" in graph["app.views.train"]  # from began_core import launch
-    assert "began_core.builtin_data" in graph["began_core.data"]
+    assert (
+        "began_core.equilibrium" in graph["began_core.training.step"]
+    )  # from .equilibrium import ...
+    assert graph["began_core.training.train"] >= {
+        "began_core",
+        "began_core.training.distributed",
+    }  # __version__
+    assert "began_core.runs.launch" in graph["app.views.train"]  # from began_core import launch
+    assert "began_core.data.builtin_data" in graph["began_core.data.sources"]
 
 
 def test_the_cycle_finder_finds_lazy_and_long_cycles():
@@ -119,4 +124,69 @@ def test_the_library_never_imports_the_ui():
         for target in targets
         if target.split(".")[0] == "app"
     }
+    assert not offenders
+
+
+# The library's layers: each subpackage of began_core and the subpackages it may import. The
+# top-level modules (the paper's math in equilibrium.py, config.py, flags.py, faults.py and
+# the package itself) may be imported by all and import no subpackage. The table is a DAG
+# whose order is the architecture: networks and data at the bottom, the command line on top.
+ALLOWED = {
+    "nn": set(),
+    "data": set(),
+    "classroom": set(),
+    "runs": {"data"},
+    "checkpoints": {"nn", "runs"},
+    "explore": {"nn", "checkpoints"},
+    "evaluation": {"nn", "data", "runs", "checkpoints"},
+    "training": {"nn", "data", "runs", "checkpoints", "evaluation"},
+    "publish": {"nn", "data", "runs", "checkpoints", "evaluation", "training"},
+    "cli": {"nn", "data", "runs", "checkpoints", "evaluation", "training", "publish"},
+}
+TOP = {"began_core", "began_core.__main__", "began_core.config", "began_core.equilibrium"}
+TOP |= {"began_core.flags", "began_core.faults"}
+
+
+def layer(module: str) -> str:
+    """'began_core.training.step' -> 'training'; a top-level module -> its own name."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 else module
+
+
+def test_every_subpackage_is_in_the_table_and_says_what_it_owns():
+    found = {p.parent.name for p in (ROOT / "began_core").glob("*/__init__.py")}
+    assert found == set(ALLOWED)
+    for name in found:
+        doc = ast.get_docstring(ast.parse((ROOT / "began_core" / name / "__init__.py").read_text()))
+        assert doc and len(doc.splitlines()) == 1, name
+    top = {module_name(p) for p in (ROOT / "began_core").glob("*.py")}
+    assert top == TOP
+
+
+def test_the_table_is_layered():
+    assert find_cycle({k: set(v) for k, v in ALLOWED.items()}) is None
+
+
+def test_subpackages_import_only_what_the_table_allows():
+    offenders = sorted(
+        f"{name} imports {target}"
+        for name, targets in import_graph().items()
+        if name.startswith("began_core.") and layer(name) in ALLOWED
+        for target in targets
+        if target.startswith("began_core")
+        and layer(target) in ALLOWED
+        and layer(target) != layer(name)
+        and layer(target) not in ALLOWED[layer(name)]
+    )
+    assert not offenders
+
+
+def test_top_level_modules_import_no_subpackage():
+    offenders = sorted(
+        f"{name} imports {target}"
+        for name, targets in import_graph().items()
+        if name in TOP - {"began_core.__main__"}
+        for target in targets
+        if layer(target) in ALLOWED
+    )
     assert not offenders

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from began_core.data import open_dataset
-from began_core.metrics import (
+from began_core.data.sources import open_dataset
+from began_core.evaluation.metrics import (
     class_coverage,
     diversity,
     frechet_distance,

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from began_core.config import ConfigError, ModelConfig
-from began_core.model import BEGAN, ScaleBlock
+from began_core.nn.model import BEGAN, ScaleBlock
 
 
 @pytest.mark.parametrize("resolution", [32, 64, 128, 256])

@@ -27,7 +27,7 @@ def test_readme_front_matter_makes_a_valid_gradio_space():
     import gradio
     from huggingface_hub import metadata_load
 
-    from began_core import hub
+    from began_core.checkpoints import hub
 
     meta = metadata_load(ROOT / "README.md")
     assert meta["sdk"] == "gradio" and meta["sdk_version"] == gradio.__version__

@@ -1,7 +1,7 @@
 import contextlib
 import json
 
-from began_core.runs import RunDir, list_runs
+from began_core.runs.run_dir import RunDir, list_runs
 
 
 def test_reader_tolerates_half_written_last_line(tmp_path):

@@ -4,12 +4,12 @@ import json
 import pytest
 import torch
 
+from began_core.checkpoints.hub import CheckpointError, load
 from began_core.config import ConfigError, ModelConfig
-from began_core.hub import CheckpointError, load
-from began_core.model import BEGAN
-from began_core.runs import RunDir
-from began_core.step import update_D, update_G
-from began_core.train import NonFiniteLossError, train
+from began_core.nn.model import BEGAN
+from began_core.runs.run_dir import RunDir
+from began_core.training.step import update_D, update_G
+from began_core.training.train import NonFiniteLossError, train
 
 from conftest import TensorDataset, tiny_config, with_train
 
@@ -205,7 +205,7 @@ def test_fast_path_options_run_and_keep_losses_float32(tmp_path, dataset):
     """bf16 autocast + channels_last (the CUDA fast path) also run on the CPU; the losses and
     k_t stay float32 and finite."""
     from began_core.config import TrainConfig
-    from began_core.step import TrainStep
+    from began_core.training.step import TrainStep
 
     torch.manual_seed(0)
     model = BEGAN(ModelConfig(n=8, Nh=16, Nz=16))

@@ -1,6 +1,6 @@
 """Classroom: a 2-D BEGAN that trains live in this page, one model per browser tab.
 
-The model (began_core.classroom) is tiny, so it trains in the page's own process; it starts
+The model (began_core.classroom.began2d) is tiny, so it trains in the page's own process; it starts
 no process and writes no file, so the page also works on a read-only dashboard. The dataset,
 settings and seed live in the URL, so a link opens the same experiment.
 """
@@ -15,8 +15,8 @@ import torch
 
 from app import classroom_charts as charts
 from app.live import explain_panel, now_sentence
-from began_core import points
-from began_core.classroom import Classroom, Design, Knobs
+from began_core.classroom import points
+from began_core.classroom.began2d import Classroom, Design, Knobs
 
 FRAME_S = 0.1  # ask for a frame every 0.1 s while playing: train `speed` steps, then redraw
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3)

@@ -9,8 +9,8 @@ from pathlib import Path
 import streamlit as st
 
 from app import charts, settings, widgets
-from began_core import launch
-from began_core.runs import list_runs
+from began_core.runs import launch
+from began_core.runs.run_dir import list_runs
 
 MAX_COMPARED = 8
 
@@ -149,8 +149,8 @@ def checkpoint_samples(path: str, mtime_ns: int) -> bytes:
 
     import torch
 
-    from began_core.hub import load
-    from began_core.images import make_grid
+    from began_core.checkpoints.hub import load
+    from began_core.data.images import make_grid
 
     model = load(path)
     with torch.inference_mode():
@@ -165,7 +165,7 @@ def checkpoint_samples(path: str, mtime_ns: int) -> bytes:
 
 def _is_began(path: Path) -> bool:
     """A BEGAN checkpoint folder (shipped classifiers and other models are skipped)."""
-    from began_core.hub import CheckpointError, read_config
+    from began_core.checkpoints.hub import CheckpointError, read_config
 
     try:
         read_config(path)

@@ -9,11 +9,11 @@ from pathlib import Path
 import streamlit as st
 
 from app import live, settings
-from began_core import launch
 from began_core.config import AUGMENT_POLICIES
-from began_core.data import BUILTIN_DATASETS
+from began_core.data.sources import BUILTIN_DATASETS
 from began_core.flags import train_flags
-from began_core.runs import list_runs
+from began_core.runs import launch
+from began_core.runs.run_dir import list_runs
 
 FOLDER = "Folder or .zip on disk…"
 PRECISION = {  # the form's choice -> launch setting "amp"

@@ -1,0 +1,1 @@
+"""The command line, `python -m began_core ...`."""

@@ -1,0 +1,1 @@
+"""Quality without downloaded weights: the metrics, the project's classifiers, `evaluate`."""

@@ -1,0 +1,72 @@
+"""`evaluate` results for people: the one-checkpoint report `python -m began_core evaluate`
+prints, and the markdown quality table of model cards, the README and the comparison scripts."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+ROWS = (  # key, label, which way is better
+    ("swd", "SWD x1e3, mean of levels", "lower"),
+    ("classifier_fd", "classifier Frechet distance", "lower"),
+    ("coverage", "class coverage", "higher"),
+    ("kl", "class KL divergence, nats", "lower"),
+    ("diversity", "diversity, classifier features", "near 1"),
+    ("pixel_diversity", "diversity, 16x16 pixels", "near 1"),
+)
+
+
+def quality_table(rows: Sequence[tuple[str, dict[str, Any]]], *, reference: bool = True) -> str:
+    """A markdown table of `evaluate` results, one row per (label, result), one column per
+    metric; with `reference`, a last row for the held-out real images scored as if generated."""
+    head = "| | " + " | ".join(f"{label} ({better})" for _, label, better in ROWS) + " |"
+    lines = [head, "|" + " --- |" * (len(ROWS) + 1)]
+    for name, r in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{r[k]:.4g}" for k, *_ in ROWS) + " |")
+    if reference and rows:
+        ref = rows[-1][1]["reference"]
+        lines.append(
+            "| real images (held-out set) | " + " | ".join(f"{ref[k]:.4g}" for k, *_ in ROWS) + " |"
+        )
+    return "\n".join(lines)
+
+
+def format_table(r: dict[str, Any]) -> str:
+    ref = r["reference"]
+    lines = [
+        f"checkpoint  {r['checkpoint']}"
+        + (f" (step {r['step']})" if r["step"] is not None else ""),
+        f"data        {r['data']} ({r['data_from']}), {r['channels']}x{r['resolution']}x"
+        f"{r['resolution']}, n = {r['n']} generated vs {r['n']} real, seed {r['seed']}",
+        f"classifier  {r['classifier']} (held-out accuracy {r['classifier_test_accuracy']})",
+    ]
+    if r.get("model_resolution", r["resolution"]) != r["resolution"]:
+        lines.append(
+            f"            the model's {r['model_resolution']}x{r['model_resolution']} images "
+            f"resized to {r['resolution']}x{r['resolution']}, as the real ones were"
+        )
+    if r["n"] < r["n_requested"]:
+        lines.append(
+            f"            n cut from {r['n_requested']} to {r['n']}: the real reference set "
+            "must be disjoint from the real set"
+        )
+    lines += ["", f"{'metric':34s}{'generated':>12s}{'real data':>12s}   better"]
+    for key, label, better in ROWS:
+        lines.append(f"{label:34s}{r[key]:12.4g}{ref[key]:12.4g}   {better}")
+        if key == "swd":
+            for level, v in r["swd_levels"].items():
+                lines.append(
+                    f"{'  SWD level ' + level + 'px':34s}{v:12.4g}{ref['swd_levels'][level]:12.4g}"
+                )
+    fid = "n/a" if r["inception_fid"] is None else f"{r['inception_fid']:.4g}"
+    lines += [
+        f"{'Inception FID':34s}{fid:>12s}",
+        "",
+        "real data: a second, disjoint set of real images scored as if generated (what a",
+        "perfect generator gets at this n). Classes generated: "
+        f"{r['classes_generated']} of {r['classes_in_data']}.",
+        *textwrap.wrap(r["inception_note"], 88),
+        f"({r['seconds']:.0f} s)",
+    ]
+    return "\n".join(lines)

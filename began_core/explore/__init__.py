@@ -1,0 +1,1 @@
+"""What the explorer does with a generator: latent sampling, slerp, PCA directions, inversion."""

@@ -1,0 +1,1 @@
+"""Shipping a generator: a run's checkpoint made a documented, evaluated model repository."""
