@@ -162,11 +162,6 @@ class TrainConfig:
         except ValueError as e:
             raise ConfigError(str(e)) from None
         p = self.augment_p
-        if p == "auto":
-            raise ConfigError(
-                "augment_p 'auto' is no longer offered: measured, it did not beat a fixed p "
-                "(README, Training on small data); give a probability such as 0.5."
-            )
         if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0.0 <= p <= 1.0):
             raise ConfigError(f"augment_p must be a probability in [0, 1], got {p!r}.")
         if not isinstance(self.heldout_every, int) or self.heldout_every < 1:

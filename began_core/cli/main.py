@@ -26,16 +26,6 @@ auto-encoder, and a proportional controller k_t keeps generator and discriminato
 """
 
 
-def _probability(text: str) -> float | str:
-    """--augment-p: a number, or 'auto', which the config refuses with the reason it is gone."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a probability such as 0.5") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m began_core",
@@ -85,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--augment-p",
-        type=_probability,
+        type=float,
         help="probability of applying each policy to an image (default 1; measured best on the "
         "built-in faces: 0.5 with translation,cutout)",
     )

@@ -66,6 +66,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         n, S = cfg.n, cfg.num_scales
+        self.resolution = cfg.resolution
         self.stem = nn.Sequential(conv3x3(cfg.channels, n), ELU())
         self.blocks = nn.ModuleList()
         self.down = nn.ModuleList()
@@ -83,7 +84,11 @@ class Encoder(nn.Module):
             x = block(x)  # (B, (i+1)n, R/2^i, R/2^i)
             if i < len(self.down):
                 x = self.down[i](x)  # (B, (i+2)n, R/2^(i+1), R/2^(i+1))
-        assert x.shape[-1] == 8, f"encoder must end at 8x8, got {tuple(x.shape)}"
+        if x.shape[-1] != 8:  # the input was not resolution x resolution
+            raise ValueError(
+                f"D's encoder ends at {x.shape[-1]}x{x.shape[-1]}, not 8x8: it takes "
+                f"{self.resolution}x{self.resolution} images, and was given others."
+            )
         return self.fc(x.flatten(1))  # (B, Nh)
 
 

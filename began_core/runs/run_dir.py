@@ -171,7 +171,8 @@ class RunDir:
 
     # status.json
     def write_status(self, state: str, **fields: Any) -> None:
-        assert state in STATES, state
+        if state not in STATES:
+            raise ValueError(f"unknown run state {state!r}; the states are {', '.join(STATES)}")
         status = {"state": state, "pid": os.getpid(), "updated": time.time(), **fields}
         text = json.dumps(status, indent=2) + "\n"
         try:

@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..faults import point
@@ -66,7 +67,8 @@ def restore_rng(state: dict[str, Any], z_gen: torch.Generator, rank: int, world:
     if saved.shape[0] == world:
         z_gen.set_state(saved[rank].to(z_gen.get_state().device))
         return True
-    z_gen.manual_seed(hash((int(state.get("seed", 0)), int(state["step"]), rank)) & 0x7FFF_FFFF)
+    words = (int(state.get("seed", 0)), int(state["step"]), rank)
+    z_gen.manual_seed(int(np.random.SeedSequence(words).generate_state(1)[0]))
     return False
 
 
