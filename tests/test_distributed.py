@@ -104,6 +104,25 @@ def test_two_ranks_one_equilibrium_one_run_dir_and_handover(tmp_path):
     assert run.read_status()["state"] == "finished" and run.read_metrics()[-1]["step"] == 40
 
 
+def test_two_ranks_score_once_and_keep_one_best(tmp_path):
+    """Rank 0 scores G and G_ema and decides "best" for both ranks: no rank compares its own
+    float with another's, so rounding cannot make them disagree and deadlock the save."""
+    run = RunDir(tmp_path / "run")
+    scoring = ["--heldout", "0.2", "--score-every", "5", "--ema-kimg", "0.1"]
+    r = torchrun("--out", str(run.path), *TINY, *SHORT, *scoring)
+    assert r.returncode == 0, r.stderr[-3000:]
+    scored = [m for m in run.read_metrics() if "score" in m]
+    assert [m["step"] for m in scored] == [5, 10, 15, 20]
+    best, expected = float("inf"), None
+    for m in scored:
+        for which, score in (("G", m["score"]), ("G_ema", m["score_G_ema"])):
+            if score < best:
+                best, expected = score, (m["step"], which)
+    pointer = json.loads((run.checkpoints_dir / "best.json").read_text())
+    record = json.loads((run.best_checkpoint() / "training.json").read_text())
+    assert (pointer["step"], record["generator"]) == expected
+
+
 def test_global_batch_must_split_over_ranks():
     with pytest.raises(ValueError, match="does not split evenly over 3 processes"):
         Batches(TensorDataset(), 16, 0, Dist(rank=0, world=3))

@@ -66,6 +66,14 @@ class Dist:
         self._collective(dist.all_gather_object, out, obj)
         return out
 
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank: a decision made once, never re-derived per rank."""
+        if not self.active:
+            return obj
+        box = [obj if self.main else None]
+        self._collective(dist.broadcast_object_list, box, src=0)
+        return box[0]
+
     def barrier(self) -> None:
         if self.active:
             self._collective(dist.barrier)

@@ -117,8 +117,10 @@ def train(
     memorisation = (
         heldout.Memorisation(images, heldout_set, device, cfg_t.eta) if heldout_set else None
     )
+    # G is scored by rank 0 alone, which decides "best" for all (ranks never compare floats).
+    scoring = bool(cfg_t.score_every and heldout_set is not None)
     scorer = None
-    if cfg_t.score_every and heldout_set is not None:
+    if scoring and d.main:
         scorer = HeldoutScore.of_heldout(heldout_set, config.data.source, cfg_t.seed, cfg_m.Nz)
     best: dict[str, Any] = {}  # {"step", "score", "generator"} of the best checkpoint so far
     pending: dict[str, Any] = {}  # measurements made between two records, for the next one
@@ -260,17 +262,23 @@ def train(
                 pending.update(memorisation(model, step_fn.amp))
                 if augment is not None:
                     pending["augment_p"] = augment.p
-            if scorer is not None and step % cfg_t.score_every == 0:
+            if scoring and step % cfg_t.score_every == 0:
                 # G and G_ema are scored alike; the best checkpoint names whichever won.
-                scores = {
-                    which: scorer(generators.select(model, which)) for which in _generators(model)
-                }
-                winner = min(scores, key=lambda which: scores[which])
-                pending.update(score=scores["G"], score_metric=scorer.name)
-                if "G_ema" in scores:
-                    pending["score_G_ema"] = scores["G_ema"]
-                if scores[winner] < best.get("score", math.inf):
-                    best = {"step": step, "score": scores[winner], "generator": winner}
+                new_best = None
+                if scorer is not None:
+                    scores = {
+                        which: scorer(generators.select(model, which))
+                        for which in _generators(model)
+                    }
+                    winner = min(scores, key=lambda which: scores[which])
+                    pending.update(score=scores["G"], score_metric=scorer.name)
+                    if "G_ema" in scores:
+                        pending["score_G_ema"] = scores["G_ema"]
+                    if scores[winner] < best.get("score", math.inf):
+                        new_best = {"step": step, "score": scores[winner], "generator": winner}
+                new_best = d.broadcast(new_best)  # rank 0's decision, on every rank
+                if new_best is not None:
+                    best = new_best
                     _check_finite(model, step)
                     save_checkpoint(as_best=True)
                 pending.update(best_step=best.get("step"), best_score=best.get("score"))
