@@ -177,3 +177,41 @@ def test_a_killed_writer_leaves_no_stale_lock(tmp_path):
     assert holder(out) is None
     r = run_began("train", "--resume", str(out), "--steps", "12", "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+# The CLI with each image's decoding slowed to 5 ms, so that a Ctrl-C surely lands mid-decode.
+SLOW_DECODE = (
+    "import sys, time\n"
+    "import began_core.data.dataset as d\n"
+    "real = d.load_image\n"
+    "d.load_image = lambda *a, **k: (time.sleep(0.005), real(*a, **k))[1]\n"
+    "from began_core.cli.main import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def test_ctrl_c_while_decoding_stops_at_once_and_keeps_nothing(tmp_path):
+    from PIL import Image
+
+    folder, cache, out = tmp_path / "faces", tmp_path / "cache", tmp_path / "run"
+    folder.mkdir()
+    for i in range(1200):  # enough to be cached: about 6 s of decoding here
+        Image.new("RGB", (40, 40), (i % 256, 7 * i % 256, 100)).save(folder / f"{i:05d}.png")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_DECODE, "train", "--out", str(out), "--data", str(folder)],
+        cwd=ROOT,
+        env={**os.environ, "BEGAN_CACHE": str(cache)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_until(lambda: list(cache.rglob("*.tmp.npy")), 120, "decoding to start")
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - start < 2, err[-2000:]
+    assert proc.returncode == 2 and "stopped while decoding" in err
+    assert "nothing was trained or written" in err.strip().splitlines()[-1]
+    assert not list(cache.rglob("*.npy")) and not out.exists()

@@ -6,6 +6,8 @@ image files (in parallel for big sets) through a ``.npy`` cache under ``$BEGAN_C
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import io
 import json
@@ -14,7 +16,7 @@ import multiprocessing
 import os
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +101,25 @@ def subset_indices(n: int, k: int) -> np.ndarray:
 
 
 _ZIPS: dict[str, zipfile.ZipFile] = {}
+# While set, decoding asks this between images and stops (DecodingStopped) when it says so:
+# a Ctrl-C or SIGTERM during a decode of CelebA would otherwise wait minutes for its end.
+_STOP: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
+    "stop_decoding", default=None
+)
+
+
+class DecodingStopped(DatasetError):
+    """Decoding was stopped by request (Ctrl-C, SIGTERM); nothing of it was kept."""
+
+
+@contextlib.contextmanager
+def stopping(should_stop: Callable[[], bool] | None) -> Iterator[None]:
+    """Decoding inside this block stops as soon as `should_stop()` turns True."""
+    token = _STOP.set(should_stop)
+    try:
+        yield
+    finally:
+        _STOP.reset(token)
 
 
 def _decode_job(job) -> np.ndarray | str:
@@ -164,9 +185,15 @@ def decode_to_dataset(jobs: list, key: dict, *, cache: bool = True, **info) -> I
         path = tmp = None
     arr = np.empty((n, ch, res, res), np.uint8) if tmp is None else arr
     kept, errors = [], []
+    should_stop = _STOP.get()
     try:
         work = [(z, f, res, ch, crop) for z, f in jobs]
         for i, r in enumerate(_results(work, f"decoding {info['source']}")):
+            if should_stop is not None and should_stop():
+                raise DecodingStopped(
+                    f"stopped while decoding {info['source']!r} ({i} of {n} images): nothing "
+                    "was trained or written, and no partial cache was kept."
+                )
             if isinstance(r, str):
                 errors.append(f"{jobs[i][1]}: {r}")
                 (log.warning if len(errors) <= 10 else log.debug)("skipping %s", errors[-1])

@@ -29,7 +29,7 @@ from ..checkpoints.checkpoint_checks import check_config
 from ..checkpoints.hub import CheckpointError, describe_mismatch, load, save_pretrained
 from ..checkpoints.model_card import model_card, training_record
 from ..config import ConfigError, RunConfig, parse_policy
-from ..data.dataset import ImageDataset
+from ..data.dataset import ImageDataset, stopping
 from ..data.images import save_grid
 from ..data.sources import open_dataset
 from ..equilibrium import balance
@@ -93,13 +93,14 @@ def train(
     if dataset is None:
         for turn in (True, False):  # rank 0 first, so that it alone fills the decode cache
             if d.main == turn:
-                dataset = open_dataset(
-                    config.data.source,
-                    cfg_m.resolution,
-                    cfg_m.channels,
-                    celeba_crop=config.data.celeba_crop,
-                    max_images=config.data.max_images,
-                )
+                with stopping(should_stop):  # a Ctrl-C while decoding stops it at once
+                    dataset = open_dataset(
+                        config.data.source,
+                        cfg_m.resolution,
+                        cfg_m.channels,
+                        celeba_crop=config.data.celeba_crop,
+                        max_images=config.data.max_images,
+                    )
             d.barrier()
     if (dataset.resolution, dataset.channels) != (cfg_m.resolution, cfg_m.channels):
         raise ConfigError("the dataset's resolution or channels differ from the model's")
