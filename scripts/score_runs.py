@@ -117,15 +117,17 @@ def score(
     return results
 
 
-def _order(name: str) -> float:
-    return -1.0 if name == "G" else 0.0 if name == "G_ema" else float(name.split(":")[1])
+def _half_life(name: str, primary: float) -> float:
+    """Where a generator sorts: G first, then the averages by half-life."""
+    return -1.0 if name == "G" else primary if name == "G_ema" else float(name.split(":")[1])
 
 
 def ema_table(rows: list[dict], key: str = "heldout_fd") -> str:
     """Per generator (G_ema by half-life) and step: the score averaged over the gamma runs, and
     in how many (gamma, step) cells it beat G."""
     steps = sorted({r["step"] for r in rows})
-    names = sorted({r["generator"] for r in rows}, key=_order)
+    first = min(r["ema_kimg"] for r in rows)
+    names = sorted({r["generator"] for r in rows}, key=lambda n: _half_life(n, first))
     at = {(r["run"], r["step"], r["generator"]): r[key] for r in rows if key in r}
     runs = sorted({r["run"] for r in rows})
     primary = "/".join(f"{k:g}" for k in sorted({r["ema_kimg"] for r in rows}))
@@ -133,8 +135,9 @@ def ema_table(rows: list[dict], key: str = "heldout_fd") -> str:
     def label(name: str) -> str:
         if name == "G":
             return "G"
-        kimg = primary if name == "G_ema" else name.split(":")[1]
-        return f"G_ema, {kimg} kimg"
+        if name == "G_ema":
+            return f"G_ema, {primary} kimg (the run's)"
+        return f"G_ema, {name.split(':')[1]} kimg"
 
     lines = [
         f"| generator | {' | '.join(f'{s:,}' for s in steps)} | beats G |",

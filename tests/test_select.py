@@ -66,5 +66,5 @@ def test_ema_table_counts_where_each_half_life_beats_G():
     rows += [row(0.3, 1000, "G_ema", 7, 20)]
     table = score_runs.ema_table(rows)
     assert "| G | 9.0 |  |" in table
-    assert "| G_ema, 1 kimg | 8.0 | 2 of 2 |" in table
+    assert "| G_ema, 1 kimg (the run's) | 8.0 | 2 of 2 |" in table
     assert "| G_ema, 5 kimg | 12.0 | 0 of 1 |" in table
