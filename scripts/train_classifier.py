@@ -4,7 +4,7 @@
     python scripts/train_classifier.py --data fluent-faces --resolution 64
     python scripts/train_classifier.py --data fashion-mnist --resolution 32
 
-Each writes pretrained/classifiers/<data>-<resolution>/ (config.json, model.safetensors,
+Each writes began_core/assets/classifiers/<data>-<resolution>/ (config.json, model.safetensors,
 README.md with the held-out accuracy, data, licence and this command; `--out` to change it).
 Training uses the train part of a fixed held-out split (`began_core.evaluation.classifier.split_indices`:
 Fashion-MNIST's official split; whole emoji concepts for fluent-faces) and reports accuracy on
@@ -50,7 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", default="fluent-faces", help="a labelled built-in dataset")
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--channels", type=int, choices=(1, 3), help="default: 1 for fashion-mnist")
-    p.add_argument("--out", type=Path, help="default pretrained/classifiers/<data>-<resolution>")
+    p.add_argument(
+        "--out", type=Path, help="default began_core/assets/classifiers/<data>-<resolution>"
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--width", type=int, help="filters of the first stage")
     p.add_argument("--batch-size", type=int)
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in BUILTIN_DATASETS:
         print(f"error: {name!r} is not a built-in dataset", file=sys.stderr)
         return 2
-    out = args.out or ROOT / "pretrained" / "classifiers" / C.classifier_name(name, args.resolution)
+    out = args.out or C.SHIPPED / C.classifier_name(name, args.resolution)
     if args.card_only:
         rewrite_card(out)
         return 0

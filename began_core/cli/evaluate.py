@@ -50,7 +50,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     e.add_argument(
         "--classifier",
         type=Path,
-        help="classifier folder (default: pretrained/classifiers/<data>-<resolution>)",
+        help="classifier folder (default: began_core/assets/classifiers/<data>-<resolution>)",
     )
     e.add_argument(
         "--resolution",

@@ -2,7 +2,7 @@
 
 Inception weights cannot be downloaded here, so `evaluate` measures generated images in the
 feature space of a classifier trained on the labelled built-in dataset at the model's
-resolution (`scripts/train_classifier.py` trains one; `pretrained/classifiers/` ships them).
+resolution (`scripts/train_classifier.py` trains one; the package ships them in `assets/classifiers/`, so an installed wheel evaluates too).
 Its pooled penultimate activations give the Frechet distance and the diversity; its
 predictions give class coverage and the KL divergence of the class histogram.
 
@@ -34,7 +34,7 @@ from ..data.sources import ImageDataset
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CLASSIFIERS_ENV = "BEGAN_CLASSIFIERS"  # folder of <dataset>-<resolution>/ classifiers
-SHIPPED = Path(__file__).resolve().parents[2] / "pretrained" / "classifiers"
+SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "classifiers"
 FASHION_MNIST_TRAIN = 60_000  # open_dataset("fashion-mnist") holds train then test
 SKIN_TONES = {"1f3fb", "1f3fc", "1f3fd", "1f3fe", "1f3ff"}
 # Zero-width joiner, variation selector and gender signs; man / woman / person are one concept.
@@ -168,7 +168,7 @@ def load_classifier(directory: str | os.PathLike, device: str = "cpu") -> Classi
 
 
 def classifier_dirs() -> list[Path]:
-    """Where classifiers are looked for: $BEGAN_CLASSIFIERS, then the shipped pretrained/."""
+    """Where classifiers are looked for: $BEGAN_CLASSIFIERS, then the ones the package ships."""
     env = os.environ.get(CLASSIFIERS_ENV)
     return [Path(env).expanduser(), SHIPPED] if env else [SHIPPED]
 

@@ -5,7 +5,7 @@ trained on, with metrics that need no downloaded weights (see `metrics.py`):
 
 - SWD: multi-scale sliced Wasserstein distance of Laplacian-pyramid patches (x1e3, lower better);
 - classifier FD: Frechet distance in the feature space of the project's own classifier for
-  that dataset and resolution (`classifier.py`, `pretrained/classifiers/`), lower better;
+  that dataset and resolution (`classifier.py`, `began_core/assets/classifiers/`), lower better;
 - coverage and KL: share of the data's classes the classifier finds among the generated
   images, and KL(p_gen || p_data) of the class histograms (mode dropping; gamma's effect);
 - diversity: mean pairwise feature distance of the generated images over that of real ones
