@@ -50,6 +50,9 @@ def test_float16_and_generator_only_exports(tmp_path, saved):
     w, w16 = model.G.decoder.fc.weight, small.G.decoder.fc.weight
     assert w16.dtype == torch.float32 and torch.allclose(w, w16, atol=1e-3)
     assert load(saved[1]).has_discriminator
+    assert small.folder == tmp_path / "half" and load(saved[1]).folder == saved[1]
+    assert BEGAN(CFG).has_discriminator and BEGAN(CFG).folder is None  # built, not loaded
+    assert {"has_discriminator", "folder"} <= set(BEGAN.__annotations__)  # declared
 
 
 def test_missing_folder_names_the_path(tmp_path, monkeypatch):

@@ -196,6 +196,7 @@ def _load_local(path: Path) -> BEGAN:
             f"{path} has {CONFIG} but no {WEIGHTS}; weights travel as safetensors only."
         )
     model = _load_weights(cfg, path / WEIGHTS, str(path))
+    model.folder = path
     _recommend(model, read_training(path))
     return model
 

@@ -7,6 +7,7 @@ No batch norm, no dropout, no transposed convolutions. Filters grow linearly in 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -159,10 +160,16 @@ class BEGAN(
     code path; prefer `began_core.checkpoints.hub.load` for clear errors when offline or mismatched.
     `generator` names the network `G` holds ("G", or "G_ema" in a view from `using`), and
     `recommended` the one a checkpoint names for use (its training.json), else "G".
+    What loading found is recorded here too, declared rather than bolted on by the loader:
+    `has_discriminator` is False for a generator-only export (D is then untrained), and
+    `folder` is where the checkpoint was read from (the Hub cache's snapshot for a repo id),
+    None for a model built in memory.
     """
 
     generator: str = "G"
     recommended: str = "G"
+    has_discriminator: bool = True
+    folder: Path | None = None
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
