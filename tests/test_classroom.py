@@ -261,6 +261,25 @@ def test_the_page_steps_by_hand_and_shares_its_settings_in_the_url(classroom, tm
     assert not list(tmp_path.iterdir()) or not (tmp_path / "runs").exists()  # wrote nothing
 
 
+def test_the_page_leaves_the_servers_thread_count_alone(tmp_path, monkeypatch):
+    """torch's thread count is global to the server process: no page may set it."""
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("BEGAN_RUNS_DIR", str(tmp_path / "runs"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(3 if before != 3 else 2)
+    try:
+        chosen = torch.get_num_threads()
+        at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT).run()
+        at.switch_page("views/classroom.py").run()
+        at.button(key="cls_One full step").click().run()
+        assert not at.exception
+        assert torch.get_num_threads() == chosen
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_play_trains_and_pause_stops(classroom):
     at = classroom
     at.slider(key="cls_speed").set_value(5).run()

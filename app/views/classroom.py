@@ -11,7 +11,6 @@ import base64
 import threading
 
 import streamlit as st
-import torch
 
 from app import classroom_charts as charts
 from app.live import explain_panel, now_sentence
@@ -329,10 +328,12 @@ The README's classroom section has the measurements behind each step.
 """
 
 
-# The model's matrices are tiny: a second torch thread only waits on the first, and on a
-# busy 2-core machine a frame took seconds with two, not a fraction of a second with one
-# (README, Classroom; bench/classroom_fps.py --threads 2).
-torch.set_num_threads(1)
+# Torch's thread count is the server's to choose, once, at start-up (one thread unless
+# BEGAN_EXPLORER_THREADS says otherwise: app/explorer_server.use_threads, which the
+# dashboard's server calls when it mounts the explorer), never a page's: it is global to the
+# process, so a page setting it would change it for every other page and session. One
+# thread is also what this page wants: its matrices are tiny, and on a busy 2-core machine a
+# frame took seconds with two threads (bench/classroom_fps.py --threads 2).
 st.title("Classroom: BEGAN on 2-D points")
 _from_url()
 uploaded = sidebar()
