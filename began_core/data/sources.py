@@ -96,9 +96,7 @@ def open_dataset(
         labels = None if labels is None else labels[keep]
     if celeba_crop is None:
         celeba_crop = _looks_like_celeba(path, files, zip_path)
-    mtime = (
-        os.stat(zip_path).st_mtime if zip_path else max(os.stat(path / f).st_mtime for f in files)
-    )
+    mtime = os.stat(zip_path).st_mtime if zip_path else max(_mtime(path / f) for f in files)
     key = dict(
         kind=kind,
         path=str(path.resolve()),
@@ -173,12 +171,29 @@ def _scan_folder(root: Path) -> list[str]:
             if _is_image_name(fn):
                 found.append(fn if rel == "." else os.path.join(rel, fn))
                 link = Path(dirpath) / fn
-                if link.is_symlink() and not link.resolve().is_relative_to(inside):
+                if link.is_symlink() and not _resolves_inside(link, inside):
                     raise DatasetError(
                         f"refusing the folder {str(root)!r}: {found[-1]!r} is a symbolic link "
                         "to a file outside it. Copy the images into the folder instead."
                     )
     return sorted(found)
+
+
+def _resolves_inside(link: Path, inside: Path) -> bool:
+    """True for a link to a file inside the folder, and for one that leads nowhere (a loop, or
+    to no file): that one is kept, and the decode skips and counts it with its reason."""
+    try:
+        return link.resolve().is_relative_to(inside)
+    except (OSError, RuntimeError):  # "Symlink loop": RuntimeError before Python 3.13
+        return True
+
+
+def _mtime(path: Path) -> float:
+    """The file's modification time, or the link's own for a link that leads nowhere."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return os.lstat(path).st_mtime
 
 
 def _folder_labels(files: list[str]) -> tuple[np.ndarray | None, list[str] | None]:
