@@ -14,7 +14,7 @@ differentiated. Every function accepts Python floats or tensors.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import torch
 from torch import Tensor
@@ -52,8 +52,10 @@ def update_k(
     """One step of the proportional controller, clipped to [0, 1]. `clip=False` exists only
     to show (in the classroom) what the clip prevents; training always clips."""
     if isinstance(k_t, Tensor) or isinstance(L_x, Tensor) or isinstance(L_G, Tensor):
-        k_next = _plain(k_t) + lambda_k * balance(_plain(L_x), _plain(L_G), gamma)
-        return torch.clamp(k_next, 0.0, 1.0) if clip else k_next
+        # Mixed arguments (a float k_t, tensor losses) make a tensor, whatever Number says.
+        error = cast(Tensor, balance(_plain(L_x), _plain(L_G), gamma))  # type: ignore[type-var]
+        k_next = _plain(k_t) + lambda_k * error
+        return cast(Number, torch.clamp(k_next, 0.0, 1.0) if clip else k_next)
     k_next = k_t + lambda_k * balance(L_x, L_G, gamma)
     return min(max(k_next, 0.0), 1.0) if clip else k_next
 

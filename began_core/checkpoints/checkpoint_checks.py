@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeGuard
 
 import torch
 
@@ -173,11 +175,11 @@ def pickle_refusal(where: str, pickles: list[str]) -> CheckpointError:
     )
 
 
-def _ints(value: object) -> bool:
+def _ints(value: object) -> TypeGuard[list[int]]:
     return isinstance(value, list) and all(type(v) is int and v >= 0 for v in value)
 
 
-def _numel(shape: tuple[int, ...]) -> int:
+def _numel(shape: Sequence[int]) -> int:
     count = 1
     for d in shape:
         count *= int(d)

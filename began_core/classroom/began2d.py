@@ -198,8 +198,8 @@ class Classroom:
         knobs: Knobs | None = None,
         seed: int = 0,
     ):
-        self.data, self.design, self.knobs, self.seed = data, design or Design(), knobs, seed
-        self.knobs = knobs or Knobs()
+        self.data, self.design, self.seed = data, design or Design(), seed
+        self.knobs: Knobs = knobs or Knobs()
         with _init_lock, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.G = mlp([self.design.Nz, self.design.width, self.design.width, 2])

@@ -126,7 +126,7 @@ def resize_stack(u8: np.ndarray, resolution: int) -> np.ndarray:
     if s == resolution:
         return u8
     out = np.empty((n, c, resolution, resolution), dtype=np.uint8)
-    flt = Image.LANCZOS if resolution < s else Image.BICUBIC
+    flt = Image.Resampling.LANCZOS if resolution < s else Image.Resampling.BICUBIC
     for i in range(n):
         im = Image.fromarray(u8[i, 0] if c == 1 else u8[i].transpose(1, 2, 0))
         a = np.asarray(im.resize((resolution, resolution), flt))
@@ -189,8 +189,10 @@ def npm_pack(spec: str, dest: str | os.PathLike) -> Path:
 
 def extract_tgz(tgz: Path, dest: Path) -> None:
     with tarfile.open(tgz) as tar:
-        kw = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        tar.extractall(dest, **kw)  # the "data" filter refuses links and paths outside dest
+        if hasattr(tarfile, "data_filter"):  # refuses links and paths outside dest
+            tar.extractall(dest, filter="data")
+        else:  # Python before 3.10.12 has no filters
+            tar.extractall(dest)
 
 
 def _fluent_assets() -> Path:

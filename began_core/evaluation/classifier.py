@@ -279,11 +279,21 @@ def augment(x: Tensor, generator: torch.Generator, strength: float) -> Tensor:
     return x
 
 
+def _labels(ds: ImageDataset) -> np.ndarray:
+    if ds.labels is None:
+        raise ClassifierError(
+            f"{ds.source!r} has no class labels: a classifier trains on a labelled dataset "
+            "(a built-in one, or a folder with one sub-folder per class)."
+        )
+    return ds.labels
+
+
 @torch.inference_mode()
 def accuracy_report(model: Classifier, ds: ImageDataset, idx: np.ndarray) -> dict[str, float]:
     """Accuracy and balanced accuracy (mean recall over the classes present) on `idx`."""
+    labels = _labels(ds)
     _, logits = model.embed(ds.batch(idx))
-    pred, true = logits.argmax(1).numpy(), ds.labels[idx]
+    pred, true = logits.argmax(1).numpy(), labels[idx]
     recalls = [float((pred[true == c] == c).mean()) for c in np.unique(true)]
     return {"accuracy": float((pred == true).mean()), "balanced_accuracy": float(np.mean(recalls))}
 
@@ -308,17 +318,18 @@ def train_classifier(
     """Train on `train_idx`: AdamW, one-cycle learning rate, label smoothing, augmentation,
     and class weights n_c^-balance (0: none, 1: inverse frequency) against imbalance. Seeded;
     on one machine with one thread count the result is the same every time."""
+    y = _labels(ds)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     config = ClassifierConfig(
         dataset=dataset,
         resolution=ds.resolution,
         channels=ds.channels,
-        class_names=tuple(ds.class_names or [str(i) for i in range(int(ds.labels.max()) + 1)]),
+        class_names=tuple(ds.class_names or [str(i) for i in range(int(y.max()) + 1)]),
         width=width,
     )
     model = Classifier(config)
-    counts = np.bincount(ds.labels[train_idx], minlength=config.num_classes).astype(np.float64)
+    counts = np.bincount(y[train_idx], minlength=config.num_classes).astype(np.float64)
     weights = torch.tensor(np.where(counts > 0, np.maximum(counts, 1) ** -balance, 0.0))
     weights = (weights / (weights * torch.tensor(counts)).sum() * counts.sum()).float()
     steps_per_epoch = math.ceil(len(train_idx) / batch_size)
@@ -326,7 +337,7 @@ def train_classifier(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15
     )
-    labels = torch.from_numpy(ds.labels)
+    labels = torch.from_numpy(y)
     start = time.time()
     for epoch in range(1, epochs + 1):
         model.train()

@@ -46,7 +46,7 @@ def resolve(checkpoint_or_run: str | os.PathLike) -> tuple[str | Path, dict[str,
     from ..runs.run_dir import find_checkpoint
 
     if not Path(checkpoint_or_run).is_dir():
-        return checkpoint_or_run, None  # hub.load says what is wrong with it
+        return os.fspath(checkpoint_or_run), None  # hub.load says what is wrong with it
     checkpoint, run = find_checkpoint(checkpoint_or_run)
     return checkpoint, run.read_config_dict().get("data") if run is not None else None
 
@@ -148,7 +148,7 @@ def evaluate(
     if data is not None:
         source, data_from = str(data), "--data"
     elif run_data is not None or exported is not None:
-        known = run_data or exported
+        known: dict[str, Any] = run_data or exported or {}
         source = str(known.get("source", DEFAULT_DATA))
         data_from = "run config" if run_data is not None else "training.json"
         open_kw = {k: known.get(k) for k in ("celeba_crop", "max_images")}
@@ -179,7 +179,9 @@ def evaluate(
         raise ConfigError(f"{source!r} has {len(ds)} images; at least {2 * MIN_N} are needed.")
     perm = np.random.default_rng(seed).permutation(len(ds))
     real, ref = ds.batch(perm[:n_eff]), ds.batch(perm[n_eff : 2 * n_eff])
-    z = model.sample_z(n_eff, generator=torch.Generator().manual_seed(seed), device="cpu")
+    z = model.sample_z(
+        n_eff, generator=torch.Generator().manual_seed(seed), device=torch.device("cpu")
+    )
     fake = torch.cat([model.generate(c.to(device)).float().cpu() for c in z.split(256)])
     if not torch.isfinite(fake).all():
         raise CheckpointError(

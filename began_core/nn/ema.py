@@ -56,9 +56,8 @@ class Averages:
         kimgs = half_lives(cfg)
         if not kimgs:
             raise ValueError("no G_ema asked for: ema_kimg is 0")
-        if model.G_ema is None:
-            model.add_G_ema()
-        self.nets: dict[float, nn.Module] = {kimgs[0]: model.G_ema}
+        G_ema = model.G_ema if model.G_ema is not None else model.add_G_ema()
+        self.nets: dict[float, nn.Module] = {kimgs[0]: G_ema}
         for kimg in kimgs[1:]:
             self.nets[kimg] = frozen_copy(model.G)
 

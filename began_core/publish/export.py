@@ -110,7 +110,7 @@ def export(
     state = training_state.load(checkpoint)
     at, wall = int(state["step"]), float(state.get("wall_time", 0.0))
     logged = [r for r in run.read_metrics() if r.get("step", 0) <= at]
-    facts = dict(
+    facts: dict[str, Any] = dict(
         step=at,
         wall_time=wall,
         hardware=str(meta.get("hardware", "unknown")),

@@ -11,6 +11,7 @@ import fcntl
 import os
 import sys
 from pathlib import Path
+from typing import IO
 
 from ..config import ConfigError
 from ..faults import write_error
@@ -29,7 +30,7 @@ class RunLock:
     def __init__(self, run_path: str | os.PathLike) -> None:
         self.run_path = Path(run_path)
         self.path = self.run_path / LOCK_FILE
-        self._file = None
+        self._file: IO[str] | None = None
 
     @property
     def held(self) -> bool:

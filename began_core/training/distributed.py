@@ -150,11 +150,11 @@ def init(device_name: str) -> tuple[Dist, torch.device]:
     else:
         backend = "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(
-            backend,
-            timeout=datetime.timedelta(seconds=TIMEOUT_S),
-            **({"device_id": device} if backend == "nccl" else {}),
-        )
+        timeout = datetime.timedelta(seconds=TIMEOUT_S)
+        if backend == "nccl":
+            dist.init_process_group(backend, timeout=timeout, device_id=device)
+        else:
+            dist.init_process_group(backend, timeout=timeout)
     return Dist(rank, world, local_rank, backend), device
 
 

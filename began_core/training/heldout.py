@@ -67,7 +67,7 @@ class Subset:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def batch(self, indices: Tensor | Sequence[int]) -> Tensor:
+    def batch(self, indices: Tensor | np.ndarray | Sequence[int]) -> Tensor:
         if isinstance(indices, Tensor):
             indices = indices.detach().cpu().numpy()
         return self.dataset.batch(self.indices[np.asarray(indices, dtype=np.int64)])

@@ -15,7 +15,12 @@ import torch
 from torch import Tensor
 
 from ..evaluation import metrics
-from ..evaluation.classifier import ClassifierError, find_classifier, load_classifier
+from ..evaluation.classifier import (
+    Classifier,
+    ClassifierError,
+    find_classifier,
+    load_classifier,
+)
 from ..nn.model import BEGAN
 
 N_FAKE = 256  # images generated per score (for SWD: as many as there are real ones)
@@ -28,6 +33,7 @@ class HeldoutScore:
     def __init__(self, real: Tensor, source: str, seed: int, nz: int) -> None:
         res, channels = real.shape[-1], real.shape[1]
         self.real = real.float().cpu()
+        self.classifier: Classifier | None
         try:
             self.classifier = load_classifier(find_classifier(source, res, channels))
         except ClassifierError:
