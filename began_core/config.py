@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,27 @@ AUGMENT_POLICIES = ("translation", "cutout", "color")  # augment.py applies them
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the value and the fix."""
+
+
+# Every seed that comes in (a run's, a sample grid's, an evaluation's, the explorer's) is a
+# whole number in [0, SEED_MAX]. torch's CPU generator keeps only the low 32 bits of a seed
+# (seed 5 + 2**32 draws what seed 5 draws), so a larger one would only repeat a smaller one,
+# and the seeds derived from it (seed * 1_000_003 + epoch for the batch order) stay inside
+# the 64 bits torch.manual_seed takes, which 1e30 overflowed.
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(value: Any, what: str = "seed") -> int:
+    """`value` as a seed: a whole number (an int, or a float such as 3.0) in [0, SEED_MAX];
+    anything else raises ConfigError naming it."""
+    whole = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or not 0 <= value <= SEED_MAX:
+        shown = f"{value:g}" if isinstance(value, float) else repr(value)
+        shown = str(int(value)) if whole and not isinstance(value, (bool, float)) else shown
+        raise ConfigError(
+            f"{what} must be a whole number from 0 to {SEED_MAX:,} (2**32 - 1), got {shown}."
+        )
+    return int(value)
 
 
 def parse_policy(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -155,6 +177,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+        object.__setattr__(self, "seed", check_seed(self.seed))  # 3.0 from a JSON file: 3
         if self.carry_steps < 0:
             raise ConfigError(f"carry_steps must be >= 0, got {self.carry_steps}.")
         try:

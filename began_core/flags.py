@@ -66,6 +66,19 @@ STATED = ("data", "steps", "resolution", "channels", "filters", "gamma", "lambda
 STATED += ("batch_size", "seed")
 
 
+def seed_flag(text: str) -> int | float | str:
+    """argparse type of every --seed: the value as typed (1e30 and nan too), for
+    `config.check_seed` to refuse in the command's one line ("error: seed must be a whole
+    number from 0 to ..."), as the config refuses every other value, rather than with
+    argparse's usage; 1e30 once reached torch and ended in an overflow traceback."""
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text
+
+
 def config_from_flags(given: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
     """`base` (the defaults for a new run, the stored config on resume) with the given flags
     set; a new greyscale built-in gets one channel unless `channels` is given."""

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..config import check_seed
 from ..evaluation import evaluate as evaluation
 from ..evaluation.evaluate import DEFAULT_N, evaluate
 from ..evaluation.report import format_table, quality_table
+from ..flags import seed_flag
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -45,7 +47,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     e.add_argument("--device", default="cpu")
     e.add_argument(
-        "--seed", type=int, default=0, help="seed of z and of the real subsets (default 0)"
+        "--seed", type=seed_flag, default=0, help="seed of z and of the real subsets (default 0)"
     )
     e.add_argument(
         "--classifier",
@@ -68,6 +70,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_seed(args.seed)
     results = []
     for checkpoint in args.checkpoints:
         result = evaluate(

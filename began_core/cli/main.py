@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
-from ..flags import FLAGS, config_from_flags
+from ..config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, check_seed
+from ..flags import FLAGS, config_from_flags, seed_flag
 from . import evaluate, export, push
 
 DESCRIPTION = """\
@@ -123,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, help=f"total training steps (default {d[1].steps})")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     g.add_argument(
-        "--seed", type=int, help=f"seed of weights, noise and data order (default {d[1].seed})"
+        "--seed",
+        type=seed_flag,
+        help=f"seed of weights, noise and data order (default {d[1].seed})",
     )
     g.add_argument(
         "--deterministic",
@@ -222,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=Path("samples.png"))
     s.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     s.add_argument("--nrow", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed_flag, default=0)
     s.add_argument("--device", default="cpu")
     s.add_argument(
         "--generator",
@@ -338,9 +340,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from ..data.images import save_grid
     from ..runs.run_dir import find_checkpoint
 
+    seed = check_seed(args.seed)
     source, _ = find_checkpoint(args.checkpoint)
     model = select(load(source, device=args.device), args.generator, source)
-    z = model.sample_z(args.n, generator=torch.Generator(args.device).manual_seed(args.seed))
+    z = model.sample_z(args.n, generator=torch.Generator(args.device).manual_seed(seed))
     save_grid(model.generate(z), args.out, nrow=args.nrow)
     print(f"wrote {args.n} samples of {model.generator} of {source} to {args.out}")
     return 0
