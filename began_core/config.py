@@ -140,6 +140,9 @@ class TrainConfig:
     channels_last: bool | None = None  # NHWC memory layout for the convolutions
     fused_adam: bool | None = None  # one fused kernel per optimizer step (same update)
     compile: bool | None = None  # torch.compile of G and D (None: off)
+    # The whole step as one CUDA graph (training/graphed.py). None: off until its CUDA tests
+    # pass on a GPU (fast_path.GRAPH_AUTO); True needs a CUDA device and one process.
+    graph: bool | None = None
     # Augmentation of what D sees (augment.py): policies "translation", "cutout", "color",
     # comma-separated ("" = none), each applied to an image with probability augment_p. (An
     # adaptive p, ADA's controller on the held-out gap, was measured and did not beat a fixed

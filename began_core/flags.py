@@ -46,6 +46,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "channels_last": ("train", "channels_last"),
     "fused_adam": ("train", "fused_adam"),
     "compile": ("train", "compile"),
+    "graph": ("train", "graph"),
     "augment": ("train", "augment"),
     "augment_p": ("train", "augment_p"),
     "heldout_every": ("train", "heldout_every"),

@@ -170,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="torch.compile G and D (off by default: on the CPU it did not pay)",
     )
+    g.add_argument(
+        "--graph",
+        action=on_off,
+        default=None,
+        help="the whole step as one CUDA graph (CUDA, one process; off by default until "
+        "measured on a GPU)",
+    )
     g = t.add_argument_group("model (paper Figure 1)")
     g.add_argument("--resolution", type=int, help=f"32, 64, 128 or 256 (default {d[0].resolution})")
     g.add_argument(
