@@ -14,8 +14,18 @@ Each policy applies to an image with probability p, independently of the others:
                  clamped back to [-1, 1]
 
 The draws are a pure function of (seed, step, use): the global batch's parameters come from one
-numpy stream, and each process takes its slice. So a resumed run and a run on any number of
+stream, and each process takes its slice. So a resumed run and a run on any number of
 processes augment the same images the same way, with no generator state to save.
+
+Where that stream is drawn is a mode (`draws`). "host", the CPU's default: numpy, then copied to
+the images' device, as the project has always drawn them, so CPU runs keep their numbers.
+"device", CUDA's: a `torch.Generator` on the images' device, re-seeded from (seed, step) before
+each step (`Augment.begin`) and drawn in the step's fixed order of uses (D's real batch, D's fake
+batch, G's batch). A host draw costs a host-to-device copy per use and, worse, is frozen into a
+CUDA graph at capture and replayed unchanged; the device draw is replayed afresh, because the
+generator is registered with the graph (graphed.py) and a re-seed between replays is what the
+replay reads. The two modes draw from the same distributions but not the same numbers (numpy's
+PCG64 is not Philox), so a run keeps its mode: a resume on the same kind of device is exact.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from torch import Tensor
 
 # Uses of T within one step, each with its own draws: D's real batch, D's fake batch, G's batch.
 USES = {"real": 1, "fake_D": 2, "fake_G": 3}
+DRAWS = ("host", "device")  # where T's parameters are drawn (the module's docstring)
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,52 @@ def draw(
     return Draw(shift, cut, cut_on, color, color_on)
 
 
+def draw_on_device(
+    policy: tuple[str, ...],
+    p: float,
+    size: int,
+    batch: int,
+    generator: torch.Generator,
+    *,
+    offset: int = 0,
+    local: int | None = None,
+) -> Draw:
+    """`draw`'s parameters, from the distributions `draw` uses, drawn on the generator's device
+    from `generator` as it stands: no host value, no host-to-device copy, so a CUDA graph
+    replays fresh draws. Keeps images [offset, offset + local) of the global batch."""
+    device = generator.device
+    local = batch if local is None else local
+    part = slice(offset, offset + local)
+
+    def rand(*shape: int) -> Tensor:
+        return torch.rand(*shape, generator=generator, device=device)
+
+    def on() -> Tensor:
+        return rand(batch) < p
+
+    shift = cut = cut_on = color = color_on = None
+    if "translation" in policy:
+        r = max(1, size // 8)
+        s = torch.randint(-r, r + 1, (batch, 2), generator=generator, device=device)
+        shift = (s * on()[:, None])[part]
+    if "cutout" in policy:
+        apply = on()
+        cut = torch.randint(0, size, (batch, 2), generator=generator, device=device)[part]
+        cut_on = apply[part]
+    if "color" in policy:
+        apply = on()
+        u = rand(batch, 3)  # (no tensor from host numbers: a graph cannot capture that copy)
+        c = torch.stack([u[:, 0] - 0.5, u[:, 1] * 2.0, u[:, 2] + 0.5], dim=1)
+        color, color_on = c[part], apply[part]
+    return Draw(shift, cut, cut_on, color, color_on)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The device stream's seed for one step: 63 bits of numpy's SeedSequence of (seed, step)."""
+    words = np.random.SeedSequence([int(seed), int(step), 0xA06D]).generate_state(2, np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
 def apply(v: Tensor, d: Draw) -> Tensor:
     """T(v) for images v (B, C, H, W) in [-1, 1] under the drawn parameters; differentiable in v."""
     if d.color is not None:
@@ -129,7 +186,12 @@ def _color(v: Tensor, c: Tensor, on: Tensor) -> Tensor:
 
 class Augment:
     """T for one training run: a policy, a probability p and the run's seed. `T(v, step, use)`
-    augments a (local) batch; every call with the same (step, use) draws the same parameters."""
+    augments a (local) batch; every call with the same (step, use) draws the same parameters.
+
+    `draws` None lets the training step choose for its device (fast_path.py); alone, it draws
+    on the host. With `draws="device"`, `begin(step, device)` re-seeds the device stream before
+    each step and the uses draw from it in the step's order; `generator` is that stream (None
+    before the first `begin`), which a CUDA graph registers."""
 
     def __init__(
         self,
@@ -139,17 +201,48 @@ class Augment:
         *,
         rank: int = 0,
         world: int = 1,
+        draws: str | None = None,
     ) -> None:
+        if draws is not None and draws not in DRAWS:
+            raise ValueError(f"draws must be one of {', '.join(DRAWS)}, got {draws!r}")
         self.policy, self.p, self.seed = policy, float(p), int(seed)
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.draws = rank, world, draws
+        self.generator: torch.Generator | None = None
+        self._step: int | None = None
 
     def __bool__(self) -> bool:
         return bool(self.policy) and self.p > 0
+
+    def begin(self, step: int, device: torch.device) -> None:
+        """Start step `step`'s draws (device mode; a no-op on the host, whose draws are keyed
+        per use). A host-side re-seed: no device work, nothing to synchronise."""
+        if self.draws != "device" or not self:
+            return
+        if self.generator is None or self.generator.device != torch.device(device):
+            self.generator = torch.Generator(device)
+        self.generator.manual_seed(step_seed(self.seed, step))
+        self._step = step
 
     def __call__(self, v: Tensor, step: int, use: str) -> Tensor:
         if not self:
             return v
         local = len(v)
+        if self.draws == "device":
+            if self._step != step or self.generator is None:
+                raise RuntimeError(
+                    f"augmentation drawn on the device for step {step} before Augment.begin({step}) "
+                    "re-seeded its stream: call begin(step, device) at the start of every step."
+                )
+            params = draw_on_device(
+                self.policy,
+                self.p,
+                v.shape[-1],
+                local * self.world,
+                self.generator,
+                offset=self.rank * local,
+                local=local,
+            )
+            return apply(v, params)
         params = draw(
             self.policy,
             self.p,

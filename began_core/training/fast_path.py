@@ -10,6 +10,14 @@ On a CPU the choices follow the processor. With native bf16 matrix units (AVX-51
 recent EPYCs, AMX on recent Xeons) a bf16 convolution runs at 2.5 to 6.5 times the float32
 one, so the networks run under bf16 autocast there and in float32 elsewhere, where bf16 is
 emulated and slower than float32.
+
+On CUDA two more choices follow. The augmentation's parameters are drawn on the device
+(augment.py's "device" draws), so that the step asks nothing of the host; the CPU keeps its
+numpy draws, which its runs have always used. And the whole step may run as one CUDA graph
+(graphed.py: one launch for the step's ~850 kernels, where the host's launches were the
+bottleneck). `GRAPH_AUTO` says whether a CUDA run takes the graph unasked: False until the CUDA
+tests (`tests/test_graphed.py`, graphed tracks eager, exact resume across modes) have passed on
+a GPU, so `--graph` asks for it meanwhile.
 """
 
 from __future__ import annotations
@@ -18,7 +26,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..config import TrainConfig
+from ..config import ConfigError, TrainConfig
+
+# Whether CUDA runs take the whole-step CUDA graph by default; see the module's docstring.
+GRAPH_AUTO = False
 
 
 def native_bf16() -> str | None:
@@ -45,6 +56,8 @@ class FastPath:
     fuse_D: bool  # real and fake images through D as one batch
     fast_elu: bool  # ELU by compiled element-wise kernels (elu.py), on the CPU
     reason: str  # why, in words: the device and what it has
+    draws: str = "host"  # where the augmentation's parameters are drawn (augment.py)
+    graph: bool = False  # the whole step as one CUDA graph (graphed.py)
 
     def describe(self) -> str:
         """The path in a line: what a run's header shows."""
@@ -54,6 +67,8 @@ class FastPath:
         parts += ["compiled"] if self.compile else []
         parts += ["D on real+fake as one batch"] if self.fuse_D else []
         parts += ["fast ELU"] if self.fast_elu else []
+        parts += ["augmentation drawn on the device"] if self.draws == "device" else []
+        parts += ["one CUDA graph per step"] if self.graph else []
         return f"{', '.join(parts)} ({self.reason})"
 
     def record(self) -> dict:
@@ -80,6 +95,17 @@ def resolve(cfg: TrainConfig, device: torch.device) -> FastPath:
     else:
         reason, bf16 = device.type, False
     amp = bf16 if cfg.amp is None else cfg.amp
+    graph = (cuda and GRAPH_AUTO and not cfg.compile) if cfg.graph is None else cfg.graph
+    if graph and not cuda:
+        raise ConfigError(
+            f"--graph captures the training step as a CUDA graph; this run is on {device.type}. "
+            "Train on a CUDA device, or leave --graph out."
+        )
+    if graph and cfg.compile:
+        raise ConfigError(
+            "--graph and --compile both take over the step's launches; choose one (--graph "
+            "captures the whole step, --compile graphs G and D apart)."
+        )
     fused = (cuda or device.type == "cpu") if cfg.fused_adam is None else cfg.fused_adam
     return FastPath(
         amp=amp,
@@ -92,4 +118,6 @@ def resolve(cfg: TrainConfig, device: torch.device) -> FastPath:
         # A compiled model fuses its ELUs itself; elsewhere the CPU takes elu.py's kernels.
         fast_elu=device.type == "cpu" and not cfg.compile,
         reason=reason,
+        draws="device" if cuda else "host",
+        graph=graph,
     )

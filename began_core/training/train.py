@@ -42,6 +42,7 @@ from . import distributed, heldout, training_state
 from .augment import Augment
 from .batches import Batches
 from .distributed import Dist, hardware_name
+from .graphed import GraphedStep
 from .schedule import PlateauHalving
 from .scoring import HeldoutScore
 from .step import TrainStep
@@ -115,6 +116,7 @@ def train(
     p = float(cfg_t.augment_p)
     augment = Augment(policy, p, cfg_t.seed, rank=d.rank, world=d.world) if policy else None
     step_fn = TrainStep(model, cfg_t, device, d, augment)
+    run_step = GraphedStep(step_fn) if step_fn.path.graph else step_fn  # graphed.py
     memorisation = (
         heldout.Memorisation(images, heldout_set, device, cfg_t.eta) if heldout_set else None
     )
@@ -138,7 +140,13 @@ def train(
         save_grid(generators.select(model, which).generate(z_fixed), path, nrow=8)
 
     plateau = PlateauHalving(cfg_t.lr_window, cfg_t.lr_tolerance, cfg_t.lr_min)
-    lr, step, wall_before = cfg_t.lr, 0, 0.0
+    # The learning rate is a tensor where the step runs (CUDA), read only to log and save.
+    lr_device = device if device.type == "cuda" else torch.device("cpu")
+
+    def as_lr(value: float) -> torch.Tensor:
+        return torch.tensor(value, dtype=torch.float64, device=lr_device)
+
+    lr, step, wall_before = as_lr(cfg_t.lr), 0, 0.0
     saved_at = -1  # step of the newest checkpoint; every rank tracks it the same way
 
     if checkpoint is not None:
@@ -149,7 +157,7 @@ def train(
         plateau.load_state_dict(state["plateau"])
         best = dict(state.get("best") or {})
         step_fn.k_t = torch.tensor(state["k_t"], device=device)
-        lr, step, wall_before = state["lr"], state["step"], state["wall_time"]
+        lr, step, wall_before = as_lr(state["lr"]), state["step"], state["wall_time"]
         saved_at = step
         if not training_state.restore_rng(state, z_gen, d.rank, d.world) and d.main:
             print(
@@ -215,7 +223,7 @@ def train(
                 step=step,
                 seed=cfg_t.seed,
                 k_t=float(step_fn.k_t),
-                lr=lr,
+                lr=float(lr),
                 wall_time=wall,
                 processes=d.world,
                 opt_G=opt_G.state_dict(),
@@ -229,7 +237,7 @@ def train(
     def status(state: str, **extra: Any) -> None:
         if d.main:
             run.write_status(
-                state, step=step, steps=cfg_t.steps, k_t=float(step_fn.k_t), lr=lr, **extra
+                state, step=step, steps=cfg_t.steps, k_t=float(step_fn.k_t), lr=float(lr), **extra
             )
 
     def stop_now() -> bool:
@@ -247,7 +255,7 @@ def train(
             x = batches(step).to(device, non_blocking=True)
             model.set_carry(_carry(step, cfg_t.carry_steps, cfg_m.vanishing_residual))
             step_fn.set_lr(lr)
-            losses = step_fn(x, step)
+            losses = run_step(x, step)
             L_x, L_G, M = losses["L_x"], losses["L_G"], losses["M_global"]
             sums.add(
                 L_x=L_x,
@@ -300,7 +308,7 @@ def train(
                     "step": step,
                     "k_t": float(step_fn.k_t),
                     **means,
-                    "lr": lr,
+                    "lr": float(lr),
                     "images_per_s": rate * cfg_t.batch_size,
                     "steps_per_s": rate,
                     "eta_s": (cfg_t.steps - step) / max(rate, 1e-9),
@@ -309,7 +317,7 @@ def train(
                 }
                 pending = {}
                 t_log, steps_at_log = now, step
-                rank_log.write(step, float(step_fn.k_t), lr)
+                rank_log.write(step, float(step_fn.k_t), float(lr))
                 if d.main:
                     run.append_metrics(last)
                     status("running", processes=d.world)  # also a heartbeat
@@ -356,7 +364,7 @@ def train(
                 run.clear_stop()
         if outcome != "failed":
             status(outcome, metrics=last)
-            rank_log.final(model, float(step_fn.k_t), lr)
+            rank_log.final(model, float(step_fn.k_t), float(lr))
         lock.release()
 
 
