@@ -256,11 +256,11 @@ def test_one_port_the_explore_tab_compares_gamma_on_hub_ids(local_hub, tmp_path,
     """Through the dashboard's port alone (the explorer's own port closed): load the three
     shipped generators by Hub id (one pinned to its revision) from the local Hub, where the
     push command put them, drive a slider, and compare gamma on the three."""
-    from began_core.cli import main as cli
+    from began_core.cli.main import main
 
     ids = []
     for folder in sorted((ROOT / "pretrained").glob("fluent-faces-*-gamma*")):
-        assert cli.main(["push", str(folder), f"alice/{folder.name}"]) == 0
+        assert main(["push", str(folder), f"alice/{folder.name}"]) == 0
         ids.append(f"alice/{folder.name}")
     ids[1] += "@" + local_hub.repos[ids[1]].branches["main"]
     empty = tmp_path / "no-pretrained"

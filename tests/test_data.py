@@ -12,8 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from began_core.data import builtin_data, dataset
-from began_core.data import sources as data
+from began_core.data import builtin_data, dataset, sources
 from began_core.data.sources import BUILTIN_DATASETS, DatasetError, ImageDataset, open_dataset
 
 
@@ -170,7 +169,7 @@ def by_name(ds: ImageDataset, files: list[str], name: str) -> np.ndarray:
 def test_folder_recursive_alpha_on_white_grey_and_crop(tmp_path):
     root = make_folder(tmp_path / "imgs")
     ds = open_dataset(root, 8)
-    files = data._scan_folder(root)
+    files = sources._scan_folder(root)
     assert len(ds) == len(files) == 6 and ds.skipped == 0 and ds.labels is None
     assert ds.uint8().shape == (6, 3, 8, 8) and ds.uint8().dtype == np.uint8
     red = by_name(ds, files, "red.png")
@@ -327,7 +326,7 @@ def test_bad_max_images():
 
 
 def test_cache_is_reused_without_decoding(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "CACHE_MIN_FILES", 0)
+    monkeypatch.setattr(sources, "CACHE_MIN_FILES", 0)
     folder = tmp_path / "many"
     for i in range(5):
         save(folder / f"{i}.png", solid(12, 12, (i * 40, 0, 0)))

@@ -22,8 +22,7 @@ from began_core.checkpoints import hub
 from began_core.checkpoints.hub import load
 from began_core.cli.main import main
 from began_core.faults import RunWriteError
-from began_core.runs import launch
-from began_core.runs import run_dir as runs
+from began_core.runs import launch, run_dir
 from began_core.runs.run_dir import RunDir
 from began_core.training import train as train_module
 from began_core.training import training_state
@@ -136,10 +135,10 @@ def test_failed_write_is_clear_marks_failed_and_resumes(
             train_module, "save_grid", raise_when(armed, error, train_module.save_grid)
         )
     elif target == "open":
-        monkeypatch.setattr(runs, "open", raise_when(armed, error, open, match), raising=False)
+        monkeypatch.setattr(run_dir, "open", raise_when(armed, error, open, match), raising=False)
     else:
-        real = runs.atomic_write_text
-        monkeypatch.setattr(runs, "atomic_write_text", raise_when(armed, error, real, match))
+        real = run_dir.atomic_write_text
+        monkeypatch.setattr(run_dir, "atomic_write_text", raise_when(armed, error, real, match))
     run = RunDir(tmp_path / "run")
     error_seen = train_until_fault(run, armed)
     check_failed_cleanly(run, error_seen, "is full" if said == "full" else "is not writable")
@@ -167,9 +166,9 @@ def test_status_json_on_a_read_only_folder_is_said_and_readers_see_a_failed_run(
     with the trainer's pid gone reports the run failed."""
     armed = {"on": False}
     denied = OSError(errno.EROFS, "Read-only file system")
-    monkeypatch.setattr(runs, "open", raise_when(armed, denied, open), raising=False)
-    real = runs.atomic_write_text
-    monkeypatch.setattr(runs, "atomic_write_text", raise_when(armed, denied, real))
+    monkeypatch.setattr(run_dir, "open", raise_when(armed, denied, open), raising=False)
+    real = run_dir.atomic_write_text
+    monkeypatch.setattr(run_dir, "atomic_write_text", raise_when(armed, denied, real))
     run = RunDir(tmp_path / "run")
     error = train_until_fault(run, armed)
     assert f"{run.path} is not writable" in str(error)

@@ -16,7 +16,7 @@ from huggingface_hub import constants as hf_constants
 
 from began_core.checkpoints import hub
 from began_core.checkpoints.hub import CheckpointError, load, save_pretrained
-from began_core.cli import main as cli
+from began_core.cli.main import main
 from began_core.config import ModelConfig
 from began_core.nn.model import BEGAN
 
@@ -70,14 +70,14 @@ def test_push_cli_then_load_by_repo_id_in_a_fresh_process(local_hub, tmp_path):
 
 def test_three_shipped_generators_round_trip_with_revisions_and_the_cache(local_hub, capsys):
     for folder in SHIPPED:
-        assert cli.main(["push", str(folder), f"alice/{folder.name}"]) == 0
+        assert main(["push", str(folder), f"alice/{folder.name}"]) == 0
     for folder in SHIPPED:
         assert same_weights(load(f"alice/{folder.name}"), load(folder))
 
     # A second commit; the first stays reachable by its revision, in both spellings.
     repo_id = f"alice/{SHIPPED[0].name}"
     first = local_hub.repos[repo_id].branches["main"]
-    assert cli.main(["push", str(SHIPPED[1]), repo_id]) == 0
+    assert main(["push", str(SHIPPED[1]), repo_id]) == 0
     assert same_weights(load(repo_id), load(SHIPPED[0]))  # "main" as cached before the push
     assert same_weights(load(f"{repo_id}@{first}"), load(SHIPPED[0]))
     second = local_hub.repos[repo_id].branches["main"]
