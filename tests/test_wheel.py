@@ -10,6 +10,7 @@ nothing of the project.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,9 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def installed(tmp_path_factory) -> tuple[Path, Path]:
     """The wheel, and a fresh venv it is installed in. Its dependencies, which this
     environment already has, are reached through a .pth file, so no network is needed."""
+    # Built from a copy: an in-tree build would leave build/ and *.egg-info in the checkout.
+    source = tmp_path_factory.mktemp("source") / "began-studio"
+    skip = (".git", ".venv", "runs", "build", "dist", "*.egg-info", "__pycache__", "*_cache")
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*skip))
     wheels = tmp_path_factory.mktemp("wheels")
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*build, "-w", str(wheels), str(ROOT)], check=True, cwd=ROOT)
+    subprocess.run([*build, "-w", str(wheels), str(source)], check=True, cwd=source)
     (wheel,) = wheels.glob("began_studio-*.whl")
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
