@@ -27,8 +27,14 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     environment already has, are reached through a .pth file, so no network is needed."""
     # Built from a copy: an in-tree build would leave build/ and *.egg-info in the checkout.
     source = tmp_path_factory.mktemp("source") / "began-studio"
-    skip = (".git", ".venv", "runs", "build", "dist", "*.egg-info", "__pycache__", "*_cache")
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*skip))
+    anywhere = shutil.ignore_patterns("*.egg-info", "__pycache__", "*_cache")
+    top = {".git", ".venv", "runs", "build", "dist"}  # began_core/runs is the package's own
+
+    def skip(folder: str, names: list[str]) -> set[str]:
+        at_top = Path(folder) == ROOT
+        return set(anywhere(folder, names)) | ({n for n in names if n in top} if at_top else set())
+
+    shutil.copytree(ROOT, source, ignore=skip)
     wheels = tmp_path_factory.mktemp("wheels")
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
     subprocess.run([*build, "-w", str(wheels), str(source)], check=True, cwd=source)
