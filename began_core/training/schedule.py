@@ -47,8 +47,10 @@ class PlateauHalving:
             return max(lr * 0.5, self.lr_min)
         device = (total if isinstance(total, Tensor) else lr).device  # type: ignore[union-attr]
 
-        def f64(v: float | Tensor) -> Tensor:
-            return torch.as_tensor(v, device=device).to(torch.float64)
+        def f64(v: float | Tensor) -> Tensor:  # (a float by a fill, not a host-to-device copy)
+            if isinstance(v, Tensor):
+                return v.to(torch.float64)
+            return torch.full((), v, dtype=torch.float64, device=device)
 
         # As the float rule, in float64 on the device: Python's min(best, mean) keeps best
         # unless mean < best, and max(half, lr_min) keeps half unless lr_min > half.
