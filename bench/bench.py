@@ -2,17 +2,27 @@
 
     python bench/bench.py                 # full grid on every device here -> bench/results/
     python bench/bench.py --quick         # small CPU grid (CI), printed only
+    python bench/bench.py --device cuda   # the GPU's table -> bench/results/cuda.{json,md}
+    python bench/bench.py --device cuda --profile   # and a profile of the graphed step
+    python bench/bench.py --dry-run --out-dir OUT   # every stage at a toy size, in seconds
 
 For every configuration (resolution x filters n x batch) and device it times
   - began_core: `began_core.training.step.TrainStep`, the very step `began_core.training.train` runs by default
                 (`began_core/training/fast_path.py` picks its options for the device and processor);
   - fast:       the same step with every speed option that pays on (bf16 autocast among them);
   - reference:  `bench/reference.py`, plain eager float32 as peer repositories write it;
+and on CUDA two more:
+  - graphed:    the default step captured as one CUDA graph (began_core/training/graphed.py);
+  - reduce-overhead: torch.compile(mode="reduce-overhead") of G and D, which graphs each
+                network's step apart (and skips a graph whose input made outside it is mutated);
 counts the FLOPs of one step (torch's FlopCounterMode on the meta device) and reports images/s,
 step time, achieved GFLOP/s and its share of the device's own measured ceilings (a matrix
 product, and a 3x3 convolution, each in float32 and in bf16).
 It also times G(z) for one 64x64 image and for a batch of 64. Configurations whose estimated
-step time exceeds --max-step-s are skipped and listed as such.
+step time exceeds --max-step-s are skipped and listed as such. On CUDA the results state the
+issue's targets: 64x64, n=64, batch 16 at 5x the eager reference or better; batch 64 at 30% of
+the bf16 convolution ceiling or better; `--profile` writes where a graphed and an eager step's
+time goes (torch.profiler: kernels per step, the GPU's busy time, the table by operator).
 """
 
 from __future__ import annotations
@@ -40,10 +50,15 @@ from began_core.config import ModelConfig, TrainConfig
 from began_core.nn.model import BEGAN
 from began_core.training.distributed import hardware_name
 from began_core.training.fast_path import native_bf16, resolve
+from began_core.training.graphed import GraphedStep
 from began_core.training.step import TrainStep
 
 FULL = {"resolution": [32, 64, 128], "n": [32, 64, 128], "batch": [16, 64]}
 QUICK = {"resolution": [32], "n": [16, 32], "batch": [16]}
+CUDA_GRID = {"resolution": [32, 64, 128], "n": [32, 64, 128], "batch": [16, 64]}
+DRY = {"resolution": [32], "n": [8], "batch": [4]}  # --dry-run: the code paths, not the speed
+# The issue's targets on CUDA: (resolution, n, batch) -> what the graphed step must reach.
+TARGETS = {(64, 64, 16): ("speedup", 5.0), (64, 64, 64): ("of_conv_ceiling", 0.30)}
 
 
 def cpu_model() -> str:
@@ -82,7 +97,9 @@ def _best_gflops(fn, flops: float, device: torch.device, repeats: int = 12) -> f
     return best
 
 
-def ceilings(device: torch.device, dtype: torch.dtype = torch.float32) -> dict[str, float]:
+def ceilings(
+    device: torch.device, dtype: torch.dtype = torch.float32, small: bool = False
+) -> dict[str, float]:
     """What this device can do at all, two yardsticks, best over sizes and repeats so a busy
     moment does not lower them:
 
@@ -91,11 +108,15 @@ def ceilings(device: torch.device, dtype: torch.dtype = torch.float32) -> dict[s
       convolution. On a CPU where MKL's sgemm is not tuned (an AMD EPYC, say) oneDNN's
       convolutions run far above the matmul figure, so both are reported."""
     matmul = 0.0
-    for size in (1024, 2048, 3072) if device.type == "cpu" else (4096, 8192):
+    sizes = (1024, 2048, 3072) if device.type == "cpu" else (4096, 8192)
+    if small:
+        sizes = (256,)
+    for size in sizes:
         a = torch.randn(size, size, device=device, dtype=dtype)
         b = torch.randn(size, size, device=device, dtype=dtype)
         matmul = max(matmul, _best_gflops(functools.partial(torch.mm, a, b), 2 * size**3, device))
     B, C, R = (16, 256, 32) if device.type == "cpu" else (64, 512, 64)
+    B, C, R = (2, 32, 16) if small else (B, C, R)
     x = torch.randn(B, C, R, R, device=device, dtype=dtype)
     w = torch.randn(C, C, 3, 3, device=device, dtype=dtype)
     conv = _best_gflops(
@@ -134,17 +155,31 @@ def time_steps(fn, x: torch.Tensor, device: torch.device, min_s: float, warmup: 
     return statistics.median(times)
 
 
-def variants(device: torch.device, batch: int) -> dict[str, object]:
+def variants(device: torch.device, batch: int, dry_run: bool = False) -> dict[str, object]:
     """The steps timed per configuration: began_core as `train` runs it by default (fast_path.py:
     bf16 autocast on CUDA and on CPUs with native bf16, channels_last, fused Adam), with every
     option that pays on (bf16 on any CPU; torch.compile on CUDA only: on the CPU it did not
     pay, bench/results/cpu-options.md), and the eager reference."""
     fast = dict(amp=True, channels_last=True, fused_adam=True, compile=device.type == "cuda")
-    return {
+    out: dict[str, object] = {
         "began_core": lambda m: TrainStep(m, TrainConfig(batch_size=batch), device),  # default
         "fast": lambda m: TrainStep(m, TrainConfig(batch_size=batch, **fast), device),
         "reference": lambda m: ReferenceStep(m),
     }
+    if device.type == "cuda" or dry_run:
+        # (capture=None: on CUDA it captures; a dry run on the CPU runs the uncaptured path)
+        out["graphed"] = lambda m: GraphedStep(TrainStep(m, TrainConfig(batch_size=batch), device))
+        out["reduce-overhead"] = lambda m: reduce_overhead(m, batch, device)
+    return out
+
+
+def reduce_overhead(model: BEGAN, batch: int, device: torch.device) -> TrainStep:
+    """The default step with G and D under torch.compile(mode="reduce-overhead")."""
+    step = TrainStep(model, TrainConfig(batch_size=batch), device)
+    mode = "reduce-overhead" if device.type == "cuda" else "default"
+    step.G_train = torch.compile(model.G, mode=mode)
+    step.D_train = torch.compile(model.D, mode=mode)
+    return step
 
 
 def bench_config(
@@ -153,7 +188,7 @@ def bench_config(
     """One row of the table. `ceilings` holds the device's float32 and bf16 ceilings; each
     step is measured against those of its own precision."""
     flops = {"began_core": step_flops(res, n, batch)}
-    flops["fast"] = flops["began_core"]
+    flops["fast"] = flops["graphed"] = flops["reduce-overhead"] = flops["began_core"]
     flops["reference"] = step_flops(res, n, batch, reference=True)
     row = {"resolution": res, "n": n, "batch": batch, "gflop_per_step": flops["began_core"] / 1e9}
     estimate = flops["began_core"] / (0.5 * max(ceilings["float32"].values()) * 1e9)
@@ -163,11 +198,21 @@ def bench_config(
             "skipped": f"estimated {estimate:.0f} s/step > --max-step-s {args.max_step_s}",
         }
     x = torch.rand(batch, 3, res, res, device=device) * 2 - 1
-    for name, make in variants(device, batch).items():
+    for name, make in variants(device, batch, args.dry_run).items():
+        if args.dry_run and name == "reduce-overhead":
+            continue  # inductor compiles for a minute on the CPU: not a dry run's seconds
         torch.manual_seed(0)
         step = make(BEGAN(ModelConfig(resolution=res, n=n)).to(device))
-        seconds = time_steps(step, x, device, args.min_s, args.warmup)
-        ceiling = ceilings["bf16" if getattr(step, "amp", False) else "float32"]  # as it ran
+        # (a graphed step captures after its warm-up steps: those come before the timing)
+        warmup = args.warmup + (5 if name == "graphed" else 0)
+        try:
+            seconds = time_steps(step, x, device, args.min_s, warmup)
+        except Exception as e:  # one variant failing on a GPU must not lose the others
+            row[name] = {"error": f"{type(e).__name__}: {e}"[:500]}
+            print(f"{name} failed at {res}x{res} n={n} batch {batch}: {e}", file=sys.stderr)
+            continue
+        amp = getattr(getattr(step, "step", step), "amp", False)
+        ceiling = ceilings["bf16" if amp else "float32"]  # as it ran
         row[name] = {
             "step_s": seconds,
             "images_per_s": batch / seconds,
@@ -175,14 +220,35 @@ def bench_config(
             "of_ceiling": flops[name] / seconds / 1e9 / ceiling["matmul"],
             "of_conv_ceiling": flops[name] / seconds / 1e9 / ceiling["conv3x3"],
         }
+    failed = [k for k in ("began_core", "fast", "reference") if "error" in row[k]]
+    if failed:
+        return {**row, "skipped": f"{', '.join(failed)} failed: {row[failed[0]]['error']}"}
     ref = row["reference"]["images_per_s"]
     row["speedup"] = row["began_core"]["images_per_s"] / ref
     row["speedup_fast"] = row["fast"]["images_per_s"] / ref
+    for name in ("graphed", "reduce-overhead"):
+        if "images_per_s" in row.get(name, {}):
+            row[name]["speedup"] = row[name]["images_per_s"] / ref
     return row
 
 
-def generation_latency(device: torch.device, repeats: int = 50) -> dict:
-    model = BEGAN(ModelConfig(resolution=64, n=64)).to(device).eval()
+def targets(result: dict) -> list[dict]:
+    """The issue's targets for the graphed step, each met or missed, from the rows measured."""
+    out = []
+    for r in result["rows"]:
+        key = (r["resolution"], r["n"], r["batch"])
+        if key not in TARGETS:
+            continue
+        measure, want = TARGETS[key]
+        got = r.get("graphed", {}).get(measure)
+        out.append({"config": list(key), "measure": measure, "target": want, "graphed": got,
+                    "met": got is not None and got >= want})  # fmt: skip
+    return out
+
+
+def generation_latency(device: torch.device, repeats: int = 50, small: bool = False) -> dict:
+    model = BEGAN(ModelConfig(resolution=32 if small else 64, n=8 if small else 64))
+    model = model.to(device).eval()
     out = {}
     for batch in (1, 64):
         z = model.sample_z(batch)
@@ -210,6 +276,11 @@ def markdown(result: dict) -> str:
         f"{c16['conv3x3']:.0f} GFLOP/s. G(z) at 64x64, n=64: one image "
         f"{result['generate']['batch_1_ms']:.1f} ms, 64 images "
         f"{result['generate']['batch_64_ms']:.1f} ms.",
+        *(
+            ["", "**A dry run: toy sizes on the CPU, no speed measured.**"]
+            if result.get("dry_run")
+            else []
+        ),
         "",
         "| res | n | batch | GFLOP/step | reference img/s | began_core img/s | speed-up "
         "| of ceilings (mm / conv) | fast img/s | speed-up | of ceilings (mm / conv) |",
@@ -229,6 +300,36 @@ def markdown(result: dict) -> str:
             f"{head} {ref['images_per_s']:.1f} | {b['images_per_s']:.1f} | {r['speedup']:.2f}x | "
             f"{share(b)} | {f['images_per_s']:.1f} | {r['speedup_fast']:.2f}x | {share(f)} |"
         )
+    extra = [r for r in result["rows"] if "graphed" in r or "reduce-overhead" in r]
+    if extra:
+        lines += [
+            "",
+            "| res | n | batch | graphed img/s | speed-up | of ceilings (mm / conv) "
+            "| reduce-overhead img/s | speed-up |",
+            "|" + " --- |" * 8,
+        ]
+        for r in extra:
+
+            def cell(v: dict, share: bool = True) -> str:
+                if "images_per_s" not in v:
+                    what = "failed" if "error" in v else "not run"
+                    return f"{what} |" + (" |" if share else "") + " |"
+                s = f"{v['images_per_s']:.1f} | {v['speedup']:.2f}x |"
+                if share:
+                    s += f" {100 * v['of_ceiling']:.0f}% / {100 * v['of_conv_ceiling']:.0f}% |"
+                return s
+
+            lines.append(
+                f"| {r['resolution']} | {r['n']} | {r['batch']} | "
+                f"{cell(r.get('graphed', {}))} {cell(r.get('reduce-overhead', {}), False)}"
+            )
+    for t in result.get("targets", []):
+        res, n, batch = t["config"]
+        got = "not measured" if t["graphed"] is None else f"{t['graphed']:.2f}"
+        lines.append(
+            f"\nTarget {res}x{res}, n={n}, batch {batch}: graphed {t['measure']} {got} "
+            f"against {t['target']:g}: {'met' if t['met'] else 'missed'}."
+        )
     lines += [
         "",
         "reference: plain eager float32 as peer code writes it (`bench/reference.py`). "
@@ -243,6 +344,54 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def profile_step(device: torch.device, out_dir: Path | None, dry_run: bool = False) -> dict:
+    """torch.profiler over a few steps of the graphed and the eager default step at 64x64,
+    n=64, batch 16 (a toy size in a dry run): per step, the kernels launched, the GPU's busy
+    time and the host's time; the table by operator into OUT/profile-<variant>.txt."""
+    from torch.profiler import ProfilerActivity, profile
+
+    res, n, batch, steps = (32, 8, 4, 3) if dry_run else (64, 64, 16, 20)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    x = torch.rand(batch, 3, res, res, device=device) * 2 - 1
+    summary: dict = {"config": [res, n, batch], "steps": steps, "device": hardware_name(device)}
+    makers = {
+        "graphed": lambda m: GraphedStep(TrainStep(m, TrainConfig(batch_size=batch), device)),
+        "eager": lambda m: TrainStep(m, TrainConfig(batch_size=batch), device),
+    }
+    for name, make in makers.items():
+        torch.manual_seed(0)
+        step = make(BEGAN(ModelConfig(resolution=res, n=n)).to(device))
+        for t in range(8):  # warm-up, and the capture
+            step(x, t)
+        sync(device)
+        start = time.perf_counter()
+        with profile(activities=activities) as prof:
+            for t in range(8, 8 + steps):
+                step(x, t)
+            sync(device)
+        wall = (time.perf_counter() - start) / steps
+        events = prof.key_averages()
+        kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
+        busy = sum(e.device_time for e in kernels) / 1e3 / steps if kernels else 0.0
+        launches = sum(e.count for e in events if "LaunchKernel" in e.key or "GraphLaunch" in e.key)
+        summary[name] = {
+            "step_ms": 1e3 * wall,
+            "kernels_per_step": len(kernels) / steps,
+            "gpu_busy_ms_per_step": busy,
+            "launch_calls_per_step": launches / steps,
+            "captured": bool(getattr(step, "captured", False)),
+        }
+        sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+        table = events.table(sort_by=sort, row_limit=40)
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / f"profile-{name}.txt").write_text(table + "\n")
+        print(json.dumps({name: summary[name]}), flush=True)
+    if out_dir is not None:
+        (out_dir / "profile.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -252,6 +401,7 @@ def main() -> int:
     p.add_argument(
         "--out-dir", type=Path, default=None, help="default bench/results (none with --quick)"
     )
+    p.add_argument("--name", default=None, help="results file stem (default: the device type)")
     p.add_argument(
         "--min-s", type=float, default=3.0, help="time each configuration at least this long"
     )
@@ -259,19 +409,39 @@ def main() -> int:
     p.add_argument(
         "--max-step-s", type=float, default=30.0, help="skip configurations estimated slower"
     )
+    p.add_argument("--profile", action="store_true", help="also profile the graphed step")
+    p.add_argument("--profile-only", action="store_true", help="only the profile")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="every stage at a toy size on the CPU, in seconds: checks the code, measures nothing",
+    )
     args = p.parse_args()
-    if args.quick:
-        args.min_s, args.warmup = min(args.min_s, 1.0), 1
-    grid = QUICK if args.quick else FULL
+    if args.quick or args.dry_run:
+        args.min_s, args.warmup = min(args.min_s, 0.2 if args.dry_run else 1.0), 1
+    grid = DRY if args.dry_run else QUICK if args.quick else FULL
     devices = [torch.device("cpu")]
-    if args.device in ("all", "cuda") and torch.cuda.is_available():
-        devices = (
-            [torch.device("cuda")] if args.device == "cuda" else [*devices, torch.device("cuda")]
-        )
-    out_dir = args.out_dir or (None if args.quick else Path(__file__).parent / "results")
+    if args.device == "cuda" and not args.dry_run:
+        if not torch.cuda.is_available():
+            print("error: --device cuda, but torch sees no CUDA device here.", file=sys.stderr)
+            return 2
+        devices, grid = [torch.device("cuda")], CUDA_GRID
+    elif args.device == "all" and torch.cuda.is_available() and not args.dry_run:
+        devices = [*devices, torch.device("cuda")]
+    out_dir = args.out_dir or (
+        None if args.quick or args.dry_run else Path(__file__).parent / "results"
+    )
 
     for device in devices if not args.quick else devices[:1]:
-        ceiling = {"float32": ceilings(device), "bf16": ceilings(device, torch.bfloat16)}
+        if args.profile or args.profile_only:
+            profile_step(device, out_dir, args.dry_run)
+        if args.profile_only:
+            continue
+        small = args.dry_run
+        ceiling = {
+            "float32": ceilings(device, small=small),
+            "bf16": ceilings(device, torch.bfloat16, small=small),
+        }
         result = {
             "device": device.type,
             "hardware": hardware_name(device),
@@ -282,9 +452,10 @@ def main() -> int:
             "default_path": resolve(TrainConfig(), device).describe(),
             "torch": torch.__version__,
             "date": datetime.date.today().isoformat(),
+            **({"dry_run": True} if args.dry_run else {}),
             "ceilings": ceiling["float32"],
             "ceilings_bf16": ceiling["bf16"],
-            "generate": generation_latency(device),
+            "generate": generation_latency(device, repeats=5 if small else 50, small=small),
             "rows": [],
         }
         for res in grid["resolution"]:
@@ -293,10 +464,16 @@ def main() -> int:
                     row = bench_config(res, n, batch, device, args, ceiling)
                     result["rows"].append(row)
                     print(json.dumps(row), flush=True)
+                    if out_dir is not None:  # partial results as they come
+                        result["targets"] = targets(result)
+                        write_results(
+                            out_dir / (args.name or device.type), result, markdown(result)
+                        )
+        result["targets"] = targets(result)
         table = markdown(result)
         print(table)
         if out_dir is not None:
-            write_results(out_dir / device.type, result, table)
+            write_results(out_dir / (args.name or device.type), result, table)
     return 0
 
 
