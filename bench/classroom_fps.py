@@ -11,9 +11,9 @@ app/main.py` (read-only, on a free local port), opens the Classroom in headless 
 a shared link, presses Play and counts the steps the page shows over `--seconds`; frames/s
 is steps / speed / seconds. The server, its frames and chromium's drawing share the machine.
 
-    python bench/classroom_fps.py                  # 20 and 50 steps per frame, the default grid
-    python bench/classroom_fps.py --speeds 20 --frames 50 --threads 2
-    python bench/classroom_fps.py --browser --speeds 20 50 --seconds 10
+    python -m bench.classroom_fps                  # 20 and 50 steps per frame, the default grid
+    python -m bench.classroom_fps --speeds 20 --frames 50 --threads 2
+    python -m bench.classroom_fps --browser --speeds 20 50 --seconds 10
 """
 
 from __future__ import annotations
@@ -21,14 +21,11 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import classroom_charts as charts
 from began_core.classroom import points
@@ -73,11 +70,9 @@ def on_server(args: argparse.Namespace) -> None:
 
 def in_browser(args: argparse.Namespace) -> None:
     # The dashboard and chromium as the browser tests start them (tests/test_browser.py).
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_browser import browser_page, dashboard
-    from test_classroom_browser import step_shown
-
-    from conftest import wait_until
+    from tests.conftest import wait_until
+    from tests.test_browser import browser_page, dashboard
+    from tests.test_classroom_browser import step_shown
 
     print("| steps per frame | frames/s in the browser | steps/s | steps counted | seconds |")
     print("| --- | --- | --- | --- | --- |")

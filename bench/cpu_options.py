@@ -22,9 +22,6 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from reference import ReferenceStep
 
 from began_core.config import ModelConfig, TrainConfig

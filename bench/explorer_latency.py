@@ -1,8 +1,8 @@
 """How fast the explorer's image follows a latent slider: the round trip of its `/render`
 endpoint (what a slider's move calls), measured through gradio_client against the launched app.
 
-    python bench/explorer_latency.py              # a 64x64, n=64 generator (the issue's target)
-    python bench/explorer_latency.py --resolution 32 --filters 32
+    python -m bench.explorer_latency              # a 64x64, n=64 generator (the issue's target)
+    python -m bench.explorer_latency --resolution 32 --filters 32
 
 The generator's weights do not change its speed, so a freshly initialised one of the given
 size is served. The figure excludes only the browser's drawing of the PNG. The explorer runs
@@ -22,9 +22,6 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from gradio_client import Client
 
 from app import explorer, explorer_model, explorer_server

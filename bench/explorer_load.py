@@ -4,8 +4,8 @@ gamma comparisons). Every request must be answered, or refused with a clear "bus
 (Gradio's queue is full); none may be lost. Prints requests, answered, refused, lost, p50/p99
 latency and the peak memory of the process (server and clients together).
 
-    python bench/explorer_load.py                      # 8 clients for 20 s, tiny generators
-    python bench/explorer_load.py --clients 40 --seconds 60
+    python -m bench.explorer_load                      # 8 clients for 20 s, tiny generators
+    python -m bench.explorer_load --clients 40 --seconds 60
 
 tests/test_faults_load.py runs `load` below against the same server, for a shorter time.
 """
@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import explorer, explorer_model
 from began_core.checkpoints.hub import save_pretrained

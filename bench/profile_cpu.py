@@ -27,8 +27,6 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from began_core.config import ModelConfig, TrainConfig
 from began_core.nn.elu import set_fast
 from began_core.nn.model import BEGAN

@@ -28,11 +28,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from began_core.data import builtin_data as bd
+from began_core.data.images import load_image
 
-from began_core.data import builtin_data as bd  # noqa: E402
-from began_core.data.images import load_image  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 COLUMNS = 32
 

@@ -18,7 +18,7 @@
 Space build does (minutes: the torch wheel); without it, this interpreter runs the app (CI).
 Prints the measured times; exits 1 on the first failure.
 
-    python scripts/check_space.py [--fresh-venv] [--port 7860] [--host 0.0.0.0]
+    python -m scripts.check_space [--fresh-venv] [--port 7860] [--host 0.0.0.0]   # from the root
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 SPACE_ID = "local/began-explorer"
 
@@ -236,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         models = [str(m) for m in meta["models"]]
         print(f"front matter: ok (gradio {meta['sdk_version']}, Python {version}, {models})")
 
-        from hub_server import Hub
+        from tests.hub_server import Hub
 
         hub = Hub()
         hub_url = hub.start()

@@ -10,13 +10,9 @@ its modes covered, high-quality share, final k_t and L(x), as a Markdown table.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from began_core.classroom import points
 from began_core.classroom.began2d import Classroom, Design, Knobs

@@ -32,13 +32,12 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from began_core.checkpoints.hub import load, read_training
+from began_core.evaluation.report import quality_table
+from began_core.publish.export import export
+from began_core.runs.run_dir import RunDir
 
-from began_core.checkpoints.hub import load, read_training  # noqa: E402
-from began_core.evaluation.report import quality_table  # noqa: E402
-from began_core.publish.export import export  # noqa: E402
-from began_core.runs.run_dir import RunDir  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GAMMAS = ("0.3", "0.5", "0.7")
 HISTORY = (1000, 2000, 4000, 8000, 16000, 32000, 64000)  # quality against steps

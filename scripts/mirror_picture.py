@@ -26,14 +26,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from began_core.checkpoints import hub
+from began_core.data.images import to_uint8
+from began_core.data.sources import open_dataset
+from began_core.explore import inversion
+from began_core.training import heldout
 
-from began_core.checkpoints import hub  # noqa: E402
-from began_core.data.images import to_uint8  # noqa: E402
-from began_core.data.sources import open_dataset  # noqa: E402
-from began_core.explore import inversion  # noqa: E402
-from began_core.training import heldout  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GAP = 6  # white pixels between the real faces and the path, and between rows
 

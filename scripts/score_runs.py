@@ -25,16 +25,15 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from began_core.checkpoints import generators
+from began_core.checkpoints.hub import load, read_training
+from began_core.data.sources import open_dataset
+from began_core.evaluation.evaluate import evaluate
+from began_core.runs.run_dir import RunDir
+from began_core.training import heldout
+from began_core.training.scoring import HeldoutScore
 
-from began_core.checkpoints import generators  # noqa: E402
-from began_core.checkpoints.hub import load, read_training  # noqa: E402
-from began_core.data.sources import open_dataset  # noqa: E402
-from began_core.evaluation.evaluate import evaluate  # noqa: E402
-from began_core.runs.run_dir import RunDir  # noqa: E402
-from began_core.training import heldout  # noqa: E402
-from began_core.training.scoring import HeldoutScore  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GAMMAS = ("0.3", "0.5", "0.7")
 

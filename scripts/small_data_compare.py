@@ -21,11 +21,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from began_core.evaluation.evaluate import evaluate
+from began_core.runs.run_dir import RunDir
 
-from began_core.evaluation.evaluate import evaluate  # noqa: E402
-from began_core.runs.run_dir import RunDir  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 KEYS = ("classifier_fd", "coverage", "diversity", "pixel_diversity", "swd")
 

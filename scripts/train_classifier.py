@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from began_core.data.sources import BUILTIN_DATASETS, open_dataset
+from began_core.evaluation import classifier as C
 
-from began_core.data.sources import BUILTIN_DATASETS, open_dataset  # noqa: E402
-from began_core.evaluation import classifier as C  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # Fluent faces: 1,124 images, so many epochs of strong augmentation; Fashion-MNIST: 60,000
 # photos, a few epochs of light augmentation (flips and small shifts) are enough.

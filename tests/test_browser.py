@@ -19,8 +19,7 @@ import pytest
 
 from began_core.runs import launch
 from began_core.runs.run_dir import RunDir, list_runs
-
-from conftest import wait_until
+from tests.conftest import wait_until  # importable from bench/classroom_fps.py too
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import time
 
 from test_browser import page, screenshots, server, settle  # noqa: F401  (fixtures)
 
-from conftest import wait_until
+from tests.conftest import wait_until  # importable from bench/classroom_fps.py too
 
 SPEED = 20
 

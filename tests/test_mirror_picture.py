@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+from scripts import mirror_picture
 
-import mirror_picture  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 (SHIPPED,) = sorted((ROOT / "pretrained").glob("fluent-faces-*-gamma0.5"))
 R = json.loads((SHIPPED / "config.json").read_text())["resolution"]

@@ -1,15 +1,12 @@
 """scripts/export_pretrained.py --select: the step to ship, from a score_runs.py results file."""
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+from scripts import export_pretrained, score_runs
 
-import export_pretrained  # noqa: E402
-import score_runs  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 REFERENCE = {  # the shipped 32x32 generators, scored at 32
     f"fluent-faces-32-gamma{g}@32": {"gamma": g, "step": 2750, "classifier_fd": fd, "coverage": 0.5}

@@ -16,7 +16,7 @@ pytest.importorskip("gradio_client")
 
 def test_the_space_starts_and_serves_every_endpoint_online_and_offline():
     done = subprocess.run(
-        [sys.executable, "scripts/check_space.py", "--port", "0"],
+        [sys.executable, "-m", "scripts.check_space", "--port", "0"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -27,8 +27,7 @@ def test_the_space_starts_and_serves_every_endpoint_online_and_offline():
 
 
 def test_front_matter_problems_are_named():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import check_space
+    from scripts import check_space
 
     with pytest.raises(check_space.SpaceCheckError, match="python_version '3.11' is not '3.99'"):
         check_space.check_front_matter("3.99")
@@ -37,8 +36,7 @@ def test_front_matter_problems_are_named():
 
 
 def test_a_model_the_repository_does_not_ship_is_named(tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import check_space
+    from scripts import check_space
 
     for name in ("README.md", "requirements.txt"):
         shutil.copy(ROOT / name, tmp_path / name)

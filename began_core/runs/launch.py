@@ -33,8 +33,8 @@ from typing import Any
 
 from ..config import ConfigError, RunConfig
 from ..flags import config_from_flags
-from .run_lock import holder, refusal
 from .run_dir import LAUNCH_FILE, RunDir, atomic_write_text
+from .run_lock import holder, refusal
 
 LOG_FILE = "train.log"
 ACTIVE = ("starting", "running", "stopping")  # states with a live training process
@@ -177,7 +177,7 @@ def start_run(run_dir: str | os.PathLike, args: list[str]) -> int:
     run = RunDir(run_dir)
     if run.path.exists() and any(run.path.iterdir()):
         raise LaunchError(f"{run.path} is not empty; choose a new run directory.")
-    return _spawn(run, ["--out", str(run.path), *args])
+    return _spawn(run, ["--out", str(run.path.resolve()), *args])
 
 
 def resume_run(run: RunDir | str | os.PathLike, steps: int | None = None) -> int:
@@ -195,7 +195,7 @@ def resume_run(run: RunDir | str | os.PathLike, steps: int | None = None) -> int
             f"{run.name} has a checkpoint at step {done}; resume it to more steps than that."
         )
     extra = [] if steps is None else ["--steps", str(int(steps))]
-    return _spawn(run, ["--resume", str(run.path), *extra])
+    return _spawn(run, ["--resume", str(run.path.resolve()), *extra])
 
 
 def _spawn(run: RunDir, args: list[str]) -> int:
@@ -206,9 +206,10 @@ def _spawn(run: RunDir, args: list[str]) -> int:
     run.clear_stop()  # a STOP left by a process that was killed must not end the new one
     command = [sys.executable, "-m", "began_core", "train", *args, "--quiet"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    # The child must import this very began_core, whatever its working directory.
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    # The child must import this very began_core, installed or not: `-m` looks in the working
+    # directory first, so the child runs in the folder that holds this package (every path
+    # it is given is absolute: the run's, and the data's from validate_launch).
+    home = Path(__file__).resolve().parents[2]
     with open(run.path / LOG_FILE, "ab") as log:
         log.write(f"$ {' '.join(command[1:])}\n".encode())
         log.flush()
@@ -218,6 +219,7 @@ def _spawn(run: RunDir, args: list[str]) -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=home,
             start_new_session=True,
             close_fds=True,
         )
