@@ -38,7 +38,7 @@ def show(run: RunDir, settings: Settings, state: str | None = None) -> None:
 def _live(path: str, settings: Settings, shown_state: str) -> None:
     run = RunDir(path)
     if not run.path.is_dir():
-        st.warning(f"The run {widgets.plain(run.name)} no longer exists.")
+        st.warning(f"The run {run.name} no longer exists.")
         return
     info = widgets.run_info(run)
     if info.state != shown_state:
@@ -65,7 +65,7 @@ def _header(info: widgets.RunInfo) -> None:
     title, state = st.columns([0.8, 0.2], vertical_alignment="center")
     p = info.params()
     about = (
-        f"{widgets.plain(p['data'])} at {p['res']}×{p['res']} · n = {p['n']} · γ = {p['γ']} · "
+        f"{p['data']} at {p['res']}×{p['res']} · n = {p['n']} · γ = {p['γ']} · "
         f"λₖ = {p['λ_k']} · η = {p['η']} · lr = {p['lr']} · batch {p['batch']} · "
         f"seed {p['seed']}"
         if info.config
@@ -75,7 +75,7 @@ def _header(info: widgets.RunInfo) -> None:
     hardware = info.meta.get("hardware")
     if path:  # which speed options the trainer took, and why (began_core/training/fast_path.py)
         about += f"  \n:material/speed: {path}" + (f" · {hardware}" if hardware else "")
-    title.markdown(f"#### {widgets.plain(info.name)}\n{about}")  # names as typed
+    title.markdown(f"#### {info.name}\n{about}")
     with state:
         widgets.badge(info.state)
 
@@ -115,7 +115,7 @@ def _controls(info: widgets.RunInfo) -> None:
                 else:
                     st.rerun()
     with row.popover("Delete", icon=":material/delete:"):
-        st.write(f"Delete **{widgets.plain(name)}** and all its checkpoints and samples?")
+        st.write(f"Delete **{name}** and all its checkpoints and samples?")
         if st.button("Delete for good", key=f"delete::{name}", type="primary"):
             try:
                 launch.delete_run(run)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,16 +35,6 @@ MARKS = {  # state -> a mark for plain-text labels; text glyphs, not emoji, so a
     "unknown": "?",
 }
 GRID_WIDTH = 560  # sample grids are upscaled (nearest neighbour) to about this many pixels
-# What Markdown, its HTML and Streamlit's own :icons: and :color[text] could read as formatting.
-_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=])")
-
-
-def plain(text: object) -> str:
-    """`text` shown as itself where the page writes Markdown (headers, messages, captions):
-    a run or a folder someone named `**x** [y](#z) <b>` shows its stars, brackets and tags
-    rather than bold, a link and HTML. Every such character is backslash-escaped (CommonMark
-    takes that for any ASCII punctuation) and line breaks become spaces."""
-    return _MARKUP.sub(r"\\\1", " ".join(str(text).splitlines()))
 
 
 @dataclass

@@ -53,10 +53,7 @@ def runs_table(infos: list[widgets.RunInfo], read_only: bool) -> None:
     for info in infos:
         problem = info.config_problem(read_only)
         if problem:
-            st.warning(
-                f"**{widgets.plain(info.name)}**: {widgets.plain(problem)}",
-                icon=":material/warning:",
-            )
+            st.warning(f"**{info.name}**: {problem}", icon=":material/warning:")
     watch, go = st.columns([0.7, 0.3], vertical_alignment="bottom")
     name = watch.selectbox("Watch a run live", [i.name for i in infos], key="watch")
     if go.button("Open in Train", icon=":material/monitoring:", width="stretch"):
@@ -111,7 +108,7 @@ def compare(infos: list[widgets.RunInfo]) -> None:
         with cols[j % len(cols)]:
             png = widgets.grid_image(samples[-1][1]) if samples else None
             if png is None:
-                st.caption(f"{widgets.plain(label[info.name])}: no grid yet")
+                st.caption(f"{label[info.name]}: no grid yet")
             else:
                 caption = f"{label[info.name]}, step {samples[-1][0]:,}"
                 st.image(png, caption=caption, width="stretch", output_format="PNG")

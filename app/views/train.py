@@ -8,8 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import live, settings, widgets
-from began_core.config import AUGMENT_POLICIES, SEED_MAX
+from app import live, settings
+from began_core.config import AUGMENT_POLICIES
 from began_core.data.sources import BUILTIN_DATASETS
 from began_core.flags import train_flags
 from began_core.runs import launch
@@ -132,7 +132,7 @@ def launch_form(s: settings.Settings) -> None:
                 "Batch size", 1, 1024, DEFAULTS["batch_size"], key="batch"
             ),
             "steps": b.number_input("Steps", 1, 10_000_000, DEFAULTS["steps"], 100, key="steps"),
-            "seed": a.number_input("Seed", 0, SEED_MAX, DEFAULTS["seed"], key="seed"),
+            "seed": a.number_input("Seed", 0, 2**31 - 1, DEFAULTS["seed"], key="seed"),
         }
         values["hflip"] = st.checkbox(
             "Random horizontal flips",
@@ -241,7 +241,7 @@ def _start(s: settings.Settings, name: str, values: dict) -> None:
         st.error(f"Could not start the run: {e}", icon=":material/error:")
     else:
         st.session_state["run"] = name  # watch it (the selector below is not drawn yet)
-        st.success(f"Started **{widgets.plain(name)}**.", icon=":material/rocket_launch:")
+        st.success(f"Started **{name}**.", icon=":material/rocket_launch:")
 
 
 s = settings.load()
