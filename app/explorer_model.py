@@ -3,10 +3,17 @@ method per thing the page shows, returning uint8 images. No Gradio here: `app/ex
 lays out the page and wires these methods to it. Sampling, interpolation, directions,
 inversion and the gamma comparison themselves live in `began_core.explore.latent`
 and `began_core.explore.inversion`; upload checks in `began_core.data.images`.
+
+Every number a request brings (from the page or straight over HTTP) is checked here, by
+`_number`, `_bounded` and `_seed`, before any work: NaN and infinities are refused with a message
+that names them (a NaN z slider once came back as an all-black picture, as a success), and
+seeds take the library's one range (`config.SEED_MAX`).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import threading
 from collections import OrderedDict
@@ -22,7 +29,7 @@ from torch import Tensor
 from app import settings
 from began_core.checkpoints import generators
 from began_core.checkpoints.hub import CONFIG, HUB_ID, WEIGHTS, CheckpointError, load
-from began_core.config import TrainConfig
+from began_core.config import SEED_MAX, TrainConfig, check_seed
 from began_core.data import images
 from began_core.data.images import make_grid, to_uint8
 from began_core.data.sources import DatasetError, ImageDataset, open_dataset, subset_indices
@@ -249,7 +256,7 @@ class Explorer:
     # Latent sliders.
     def slider_z(self, key: str, seed: int) -> list[float]:
         """The first z dimensions of a seed's z, rounded as the sliders hold them."""
-        z = latent.z_from_seeds(self.model(key), int(seed))[0]
+        z = latent.z_from_seeds(self.model(key), _seed(seed))[0]
         return [round(float(v), 2) for v in z[:Z_SLIDERS]]
 
     def directions(self, key: str) -> latent.Directions:
@@ -257,7 +264,9 @@ class Explorer:
 
     def latent(self, key: str, seed: int, z_head: list[float], amounts: list[float]) -> Tensor:
         model = self.model(key)
-        z = latent.z_from_seeds(model, int(seed))[0]
+        z_head = [_number(v, f"z[{i}]") for i, v in enumerate(z_head)]
+        amounts = [_number(v, f"PC{i + 1}") for i, v in enumerate(amounts)]
+        z = latent.z_from_seeds(model, _seed(seed))[0]
         head = torch.as_tensor(z_head[: model.config.Nz], dtype=z.dtype)
         z[: len(head)] = head.clamp(-1, 1)
         return latent.move(z, self.directions(key), amounts[: len(self.directions(key))])
@@ -274,8 +283,9 @@ class Explorer:
     def grid(self, key: str, seed: int, n: int) -> np.ndarray:
         """n samples, seeds seed .. seed + n - 1."""
         n = _bounded(n, 1, MAX_SAMPLES, "samples")
+        seed = _seed(seed, last=n - 1)
         model = _fits(self.model(key), n, "samples")
-        x = latent.sample(model, list(range(int(seed), int(seed) + n)))
+        x = latent.sample(model, list(range(seed, seed + n)))
         return _strip(x)
 
     # Interpolation.
@@ -285,7 +295,7 @@ class Explorer:
     ) -> np.ndarray:
         model, steps = self.model(key), _bounded(steps, 2, MAX_FRAMES, "frames")
         _fits(model, steps, "frames")
-        z = latent.z_from_seeds(model, [int(seed_a), int(seed_b)])
+        z = latent.z_from_seeds(model, [_seed(seed_a, "from seed"), _seed(seed_b, "to seed")])
         frames = latent.interpolate(model, z[0], z[1], steps=steps, mode=_mode(mode))
         return _strip(frames, nrow=steps)
 
@@ -319,9 +329,11 @@ class Explorer:
 
     def dataset_image(self, key: str, index: int) -> np.ndarray:
         """Dataset image number `index`, at the model's size (uint8, as an upload would be)."""
-        data = self.dataset(key)
-        if not 0 <= int(index) < len(data):
-            raise ValueError(f"image number {index} is outside the dataset (0 .. {len(data) - 1})")
+        data, index = self.dataset(key), _number(index, "image number")
+        if not 0 <= index < len(data):
+            raise ValueError(
+                f"image number {index:g} is outside the dataset (0 .. {len(data) - 1})"
+            )
         a = to_uint8(data[int(index)][None])[0]
         return a[..., 0] if a.shape[-1] == 1 else a
 
@@ -383,8 +395,9 @@ class Explorer:
                 "choose the checkpoints to compare (e.g. trained at gamma 0.3, 0.5, 0.7)."
             )
         n = _bounded(n, 2, MAX_SAMPLES, "samples")
+        seed = _seed(seed, last=n - 1)
         models = [_fits(self.model(k), n, "samples") for k in keys]
-        z = latent.z_from_seeds(models[0], list(range(int(seed), int(seed) + n)))
+        z = latent.z_from_seeds(models[0], list(range(seed, seed + n)))
         out = []
         for key, x in zip(keys, latent.gamma_grid(models, z), strict=True):
             ckpt, figure = self._info(key), f"diversity {metrics.diversity(x):.2f}"
@@ -396,11 +409,33 @@ class Explorer:
         return out
 
 
-def _bounded(value: float, lo: int, hi: int, name: str) -> int:
+def _number(value: Any, name: str) -> float:
+    """A number of a request, from the page or the API; NaN, infinities and what is not a
+    number are refused, naming the value (Gradio's sliders let NaN through)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return float(value)
+
+
+def _bounded(value: Any, lo: int, hi: int, name: str) -> int:
     """An integer setting from the page or the API, refused when outside [lo, hi]."""
-    if not lo <= int(value) <= hi:
+    number = _number(value, name)
+    if not lo <= number <= hi:
         raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
-    return int(value)
+    return int(number)
+
+
+def _seed(value: Any, name: str = "seed", last: int = 0) -> int:
+    """A seed of a request (config.check_seed), with room for `last` more after it."""
+    seed = check_seed(value, name)
+    if seed + last > SEED_MAX:
+        raise ValueError(
+            f"{name} {seed} is too large for {last + 1} samples: their seeds run from it to "
+            f"{seed + last}, beyond {SEED_MAX:,}. Give at most {SEED_MAX - last}."
+        )
+    return seed
 
 
 def _fits(model: BEGAN, batch: int, name: str) -> BEGAN:

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -298,3 +299,37 @@ def test_explorer_reads_no_folder_outside_its_lists(tmp_path, monkeypatch):
     assert asked == [("elsewhere/ckpt", None), ("elsewhere/none", None), ("nowhere/none", None)]
     assert said == ["KEY is not on the Hub"] * 3  # an existing folder reads like any other
     assert hub.load("elsewhere/ckpt").config == model.config  # the CLI still loads it by path
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    "call, said",
+    [
+        (lambda ex, k: ex.slider_z(k, NAN), "seed must be a whole number"),
+        (lambda ex, k: ex.generate(k, 3, [NAN] * 4, [0.0]), "z[0] must be a finite number"),
+        (lambda ex, k: ex.generate(k, 3, [0.0], [INF]), "PC1 must be a finite number, got inf"),
+        (lambda ex, k: ex.generate(k, -INF, [0.0], [0.0]), "seed must be a whole number"),
+        (lambda ex, k: ex.grid(k, 0, NAN), "samples must be a finite number, got nan"),
+        (lambda ex, k: ex.grid(k, 2**32 - 2, 8), "too large for 8 samples"),
+        (lambda ex, k: ex.interpolation(k, 0, INF, 8, "linear"), "to seed must be a whole"),
+        (lambda ex, k: ex.interpolation(k, 0, 1, NAN, "linear"), "frames must be a finite"),
+        (lambda ex, k: ex.dataset_image(k, NAN), "image number must be a finite number"),
+        (lambda ex, k: ex.mirror(k, np.zeros((32, 32, 3), np.uint8), 8, INF, 1), "Adam steps"),
+        (lambda ex, k: ex.gamma([k, k], NAN, 4), "seed must be a whole number"),
+        (lambda ex, k: ex.gamma([k, k], 0, "8"), "samples must be a number, got '8'"),
+    ],
+)
+def test_explorer_refuses_nan_and_infinity_on_every_endpoint(call, said):
+    """A NaN slider value (Gradio lets one through, and so does a direct API call) once came back
+    as an all-black picture reported as a success; each endpoint now names the bad value."""
+    from app import explorer_model
+
+    root = MAIN.parent.parent
+    ex = explorer_model.Explorer(root / "pretrained", root / "none", allow_hub=False)
+    key = ex.default_choice()
+    assert key is not None
+    with pytest.raises(ValueError) as info:
+        call(ex, key)
+    assert said in str(info.value)

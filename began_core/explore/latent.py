@@ -15,6 +15,7 @@ way, from an image to its z, is `inversion.py`.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import weakref
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ..checkpoints import hub
+from ..config import check_seed
 from ..nn.model import BEGAN
 
 Mode = Literal["linear", "spherical"]
@@ -35,12 +37,12 @@ Mode = Literal["linear", "spherical"]
 
 def z_from_seeds(model: BEGAN, seeds: int | Sequence[int]) -> Tensor:
     """One z ~ U[-1, 1]^Nz per seed, (B, Nz). Each seed has its own generator, so seed s gives
-    the same z alone or in any batch."""
-    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    the same z alone or in any batch. Seeds are whole numbers in [0, config.SEED_MAX]."""
+    seeds = [seeds] if isinstance(seeds, numbers.Real) else list(seeds)
     if not seeds:
         raise ValueError("give at least one seed")
     device = next(model.parameters()).device
-    zs = [model.sample_z(1, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+    zs = [model.sample_z(1, generator=torch.Generator().manual_seed(check_seed(s))) for s in seeds]
     return torch.cat(zs).to(device)
 
 
@@ -54,7 +56,18 @@ def _check_z(model: BEGAN, z: Tensor) -> Tensor:
     z = z.unsqueeze(0) if z.dim() == 1 else z
     if z.dim() != 2 or z.shape[1] != model.config.Nz:
         raise ValueError(f"z must be (B, {model.config.Nz}) for this model, got {tuple(z.shape)}")
+    _check_finite(z, "z")
     return z.to(next(model.parameters()).device, torch.float32)
+
+
+def _check_finite(values: Tensor, name: str) -> None:
+    """Refuse NaN and infinities: clamped into [-1, 1] a NaN stays NaN, and G turned it into
+    an all-black picture that looked like a result."""
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        where = [int(i) for i in bad.flatten().nonzero()[:3, 0]]
+        shown = ", ".join(f"{name}[{i}] = {float(values.flatten()[i])}" for i in where)
+        raise ValueError(f"{name} must be finite numbers, got {shown}")
 
 
 # --------------------------------------------------------------------------- interpolation
@@ -180,6 +193,8 @@ def move(z: Tensor, directions: Directions | Tensor, amounts: Sequence[float] | 
     sqrt(Nz / 3) from the origin)."""
     vectors = directions.vectors if isinstance(directions, Directions) else directions
     a = torch.as_tensor(amounts, dtype=vectors.dtype, device=vectors.device).reshape(-1)
+    _check_finite(a, "amounts")
+    _check_finite(z, "z")
     if a.numel() > vectors.shape[0]:
         raise ValueError(f"{a.numel()} amounts for {vectors.shape[0]} directions")
     return (z + a @ vectors[: a.numel()]).clamp(-1, 1)
