@@ -8,8 +8,9 @@ from began_core.checkpoints.hub import CheckpointError, load
 from began_core.config import ConfigError, ModelConfig
 from began_core.nn.model import BEGAN
 from began_core.runs.run_dir import RunDir
+from began_core.runs.run_lock import holder
 from began_core.training.step import update_D, update_G
-from began_core.training.train import NonFiniteLossError, train
+from began_core.training.train import NonFiniteLossError, Trainer, train
 
 from conftest import TensorDataset, tiny_config, with_train
 
@@ -132,6 +133,40 @@ def test_closing_the_generator_is_a_graceful_stop(tmp_path, dataset):
     run = RunDir(tmp_path / "r")
     assert run.read_status()["state"] == "stopped"
     assert run.checkpoints()[-1][0] == 5
+
+
+def test_the_trainer_closes_explicitly_when_its_block_is_left(tmp_path, dataset):
+    """The end of a run is said by leaving the `with` block, not left to garbage collection:
+    the records abandoned at step 10 (their generator still referenced, never closed), the
+    block's exit writes step 10's checkpoint, the "stopped" status and frees the run."""
+    run = RunDir(tmp_path / "r")
+    with Trainer(tiny_config(steps=40, checkpoint_every=100), run.path, dataset=dataset) as t:
+        assert run.read_status()["state"] == "running" and holder(run.path) is not None
+        records = t.records()
+        for r in records:
+            if r["step"] == 10:
+                break
+        assert run.checkpoints() == []  # nothing written yet but step 0's samples
+    assert run.read_status()["state"] == "stopped" and run.read_status()["step"] == 10
+    assert run.checkpoints()[-1][0] == 10 and holder(run.path) is None
+    del records
+    with Trainer(tiny_config(steps=20), run.path, dataset=dataset, resume=True) as t:
+        assert [r["step"] for r in t.records()] == [15, 20]
+    assert run.read_status()["state"] == "finished"
+
+
+def test_a_failed_step_marks_the_run_failed_and_frees_it(tmp_path):
+    run = RunDir(tmp_path / "r")
+    poisoned = PoisonedDataset(after=7)
+    with (
+        pytest.raises(NonFiniteLossError),
+        Trainer(tiny_config(steps=40), run.path, dataset=poisoned) as t,
+    ):
+        for _ in t.records():
+            pass
+    status = run.read_status()
+    assert status["state"] == "failed" and "NonFiniteLossError: non-finite loss" in status["error"]
+    assert "Traceback" in status["traceback"] and holder(run.path) is None
 
 
 class PoisonedDataset(TensorDataset):

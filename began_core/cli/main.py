@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -268,7 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..faults import RunWriteError
     from ..runs.run_dir import RunDir
     from ..training.distributed import RankLostError, shutdown
-    from ..training.train import NonFiniteLossError, train
+    from ..training.train import NonFiniteLossError, Trainer
 
     run = RunDir(run_dir)
     interrupts: list[int] = []
@@ -283,20 +284,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     main_rank = int(os.environ.get("RANK", "0")) == 0
     done = run.checkpoints()
     start = done[-1][0] if (args.resume is not None and done) else 0
-    records = train(
-        config,
-        run_dir,
-        resume=args.resume is not None,
-        meta={"command": _command()},
-        should_stop=lambda: bool(interrupts),
-    )
     try:
-        first = next(records, None)  # opens the data and writes the run dir before the bar shows
-        if first is not None and main_rank:
-            _report(first, config, start, args.quiet, records)
-        elif first is not None:
-            for _ in records:  # other ranks train in step, silently
-                pass
+        # Set up (the data opened, the run dir written) before the progress bar shows; leaving
+        # the block closes the run: its last checkpoint and status, whatever ended it.
+        with Trainer(
+            config,
+            run_dir,
+            resume=args.resume is not None,
+            meta={"command": _command()},
+            should_stop=lambda: bool(interrupts),
+        ) as trainer:
+            records = trainer.records()
+            if main_rank:
+                _report(config, start, args.quiet, records)
+            else:
+                for _ in records:  # other ranks train in step, silently
+                    pass
     except (NonFiniteLossError, RankLostError, RunWriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -305,12 +308,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _finish(run) if main_rank else 0
 
 
-def _report(first: dict, config: RunConfig, start: int, quiet: bool, records: Any) -> None:
+def _report(config: RunConfig, start: int, quiet: bool, records: Iterator[dict]) -> None:
     from tqdm import tqdm
 
     total = config.train.steps
     with tqdm(total=total, initial=start, disable=quiet, unit="step", dynamic_ncols=True) as bar:
-        for r in _chain(first, records):
+        for r in records:
             bar.update(r["step"] - bar.n)
             bar.set_postfix_str(
                 f"k_t={r['k_t']:.4f} M_global={r['M_global']:.4f} {r['images_per_s']:.0f} img/s"
@@ -322,11 +325,6 @@ def _report(first: dict, config: RunConfig, start: int, quiet: bool, records: An
                     f"{r['images_per_s']:.0f} img/s eta {r['eta_s']:.0f}s",
                     flush=True,
                 )
-
-
-def _chain(first: dict, rest: Any) -> Any:
-    yield first
-    yield from rest
 
 
 def _finish(run: Any) -> int:
