@@ -1,16 +1,20 @@
 """Plotly figures of a run's metrics.jsonl: the live view and the comparison of runs.
 
 Presentation only: every number plotted was logged by the trainer; smoothing is an
-exponential moving average (TensorBoard's, debiased) drawn over the faint raw curve.
+exponential moving average (TensorBoard's, debiased) drawn over the faint raw curve. A curve
+of more points than its panel has pixels is decimated (each stretch's lowest and highest
+point, and the last), so a 45,000-record run sends what a short one does and spikes stay.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from app.metrics_log import Metrics
 
 # The paper's notation, as plotly renders it (HTML subset).
 LABELS = {
@@ -25,24 +29,63 @@ LABELS = {
 }
 COLORS = {"L_x": "#1f77b4", "L_G": "#d62728", "target": "#7f7f7f", "k_t": "#9467bd"}
 COLORS |= {"M_global": "#2ca02c", "balance": "#ff7f0e", "lr": "#17becf", "images_per_s": "#8c564b"}
-MAX_POINTS = 1500  # per curve sent to the browser
+MAX_POINTS = 1500  # per curve sent to the browser: about 2 per pixel of a panel
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 
 
-def smooth(values: Sequence[float], weight: float) -> list[float]:
-    """Debiased exponential moving average; weight 0 returns the values unchanged."""
-    if weight <= 0:
-        return list(values)
-    out, avg = [], 0.0
-    for i, v in enumerate(values, start=1):
-        avg = weight * avg + (1 - weight) * v
-        out.append(avg / (1 - weight**i))
-    return out
+def smooth(values: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's exponential moving average, debiased; weight 0 returns the values.
+    A value that is not finite (a diverged loss, a record without it) is shown as it is and
+    leaves the average alone."""
+    y = np.array(values, dtype=np.float64)
+    if weight <= 0 or not len(y):
+        return y
+    finite = np.isfinite(y)
+    x = y[finite]
+    y[finite] = _ema(x, weight) / -np.expm1(np.arange(1, len(x) + 1) * np.log(weight))
+    return y
+
+
+def _ema(x: np.ndarray, w: float, block: int = 128) -> np.ndarray:
+    """a_i = w a_(i-1) + (1 - w) x_i from a_0 = 0, in blocks: within a block as one product
+    with the block's matrix of powers of w (none above 1, so nothing overflows), then each
+    block carries its predecessor's last value in, decayed."""
+    n = len(x)
+    k = np.arange(block)
+    powers = np.tril(w ** np.clip(k[:, None] - k[None, :], 0, None))  # w^(i-j), j <= i
+    blocks = np.zeros(-(-n // block) * block)
+    blocks[:n] = x
+    blocks = blocks.reshape(-1, block) @ powers.T * (1 - w)
+    carry, prev = w ** (k + 1), 0.0
+    for row in blocks:
+        row += carry * prev
+        prev = row[-1]
+    return blocks.ravel()[:n]
+
+
+def decimate(y: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices of at most `max_points` of `y` for a curve that looks the same drawn: in each of
+    max_points / 2 - 1 runs of neighbours, the lowest and the highest (a spike stays visible),
+    and the first and last points. All of them when there are no more than `max_points`."""
+    n = len(y)
+    if n <= max_points:
+        return np.arange(n)
+    size = -(-n // max(1, max_points // 2 - 1))
+    buckets = -(-n // size)
+    nan = np.isnan(y)
+    low = np.full(buckets * size, np.inf)
+    low[:n] = np.where(nan, np.inf, y)
+    high = np.full(buckets * size, -np.inf)
+    high[:n] = np.where(nan, -np.inf, y)
+    base = np.arange(buckets) * size
+    lows = base + low.reshape(buckets, size).argmin(axis=1)
+    highs = base + high.reshape(buckets, size).argmax(axis=1)
+    return np.unique(np.concatenate([lows, highs, [0, n - 1]]))
 
 
 def thin(n: int, max_points: int) -> range | list[int]:
-    """Indices of at most about `max_points` of n evenly spaced points, the last included,
-    so a long run's figure stays light (smoothing is computed on every point first)."""
+    """Indices of at most about `max_points` of n evenly spaced points, the last included: for
+    a curve that moves smoothly (the classroom's); `decimate` keeps a run's spikes."""
     if n <= max_points:
         return range(n)
     stride = -(-n // max_points)
@@ -50,13 +93,9 @@ def thin(n: int, max_points: int) -> range | list[int]:
     return keep if keep[-1] == n - 1 else [*keep, n - 1]
 
 
-def pick(values: Sequence[float], keep: range | list[int]) -> list[float]:
-    return [values[i] for i in keep]
-
-
-def columns(records: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
-    keys = ("step", "k_t", "L_x", "L_G", "M_global", "balance", "lr", "images_per_s")
-    return {k: [r.get(k, float("nan")) for r in records] for k in keys}
+def _xy(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[list, list]:
+    keep = decimate(y, max_points)
+    return x[keep].tolist(), y[keep].tolist()
 
 
 def _line(x, y, name, color, *, width=2.0, dash=None, opacity=1.0, legend=True):
@@ -89,7 +128,7 @@ def _finish(fig: go.Figure, height: int, *, legend_y: float, uirevision: str) ->
 
 
 def live_figure(
-    records: Sequence[dict[str, Any]],
+    metrics: Metrics,
     gamma: float,
     *,
     smoothing: float = 0.6,
@@ -99,9 +138,7 @@ def live_figure(
 ) -> go.Figure:
     """Six panels sharing the step axis: the two reconstruction losses with the target
     gamma*L(x), M_global, k_t, the balance term, the learning rate and the throughput."""
-    c = columns(records)
-    keep = thin(len(records), max_points)
-    x = pick(c["step"], keep)
+    x = metrics.step
     fig = make_subplots(
         rows=3,
         cols=2,
@@ -119,20 +156,26 @@ def live_figure(
     )
 
     def add(key, row, col, name=None, color=None, legend=False, raw=True, smoothed=True):
-        y = c[key]
+        y = metrics.column(key)
         color = color or COLORS[key]
         name = name or LABELS[key]
         if raw and smoothing > 0:
-            faint = _line(x, pick(y, keep), name, color, width=1, opacity=0.25, legend=False)
+            faint = _line(*_xy(x, y, max_points), name, color, width=1, opacity=0.25, legend=False)
             fig.add_trace(faint, row, col)
         y_shown = smooth(y, smoothing) if smoothed else y
-        fig.add_trace(_line(x, pick(y_shown, keep), name, color, legend=legend), row, col)
+        fig.add_trace(_line(*_xy(x, y_shown, max_points), name, color, legend=legend), row, col)
 
     add("L_x", 1, 1, legend=True)
     add("L_G", 1, 1, legend=True)
-    target = pick([gamma * v for v in smooth(c["L_x"], smoothing)], keep)
+    target = gamma * smooth(metrics.column("L_x"), smoothing)
     fig.add_trace(
-        _line(x, target, f"γ·L(x), γ = {gamma:g}", COLORS["target"], dash="dash", width=1.5),
+        _line(
+            *_xy(x, target, max_points),
+            f"γ·L(x), γ = {gamma:g}",
+            COLORS["target"],
+            dash="dash",
+            width=1.5,
+        ),
         1,
         1,
     )
@@ -143,7 +186,8 @@ def live_figure(
     add("lr", 3, 1, raw=False, smoothed=False)
     add("images_per_s", 3, 2, raw=False)
 
-    k_max = max((v for v in c["k_t"] if v == v), default=0.0)
+    k_t, lr = metrics.column("k_t"), metrics.column("lr")
+    k_max = float(np.nanmax(k_t)) if np.isfinite(k_t).any() else 0.0
     fig.update_yaxes(title_text="loss", row=1, col=1, type="log" if log_y else "linear")
     fig.update_yaxes(
         title_text="M<sub>global</sub>", row=1, col=2, type="log" if log_y else "linear"
@@ -154,7 +198,7 @@ def live_figure(
     )
     fig.update_yaxes(title_text="γ·L(x) − L(G(z))", row=2, col=2, zeroline=True)
     # Linear from 0, so each halving of the learning rate shows as a clear step down.
-    levels = sorted({v for v in c["lr"] if v == v})[-6:]  # ticks at the rates actually used
+    levels = np.unique(lr[~np.isnan(lr)])[-6:].tolist()  # ticks at the rates actually used
     fig.update_yaxes(
         title_text="lr", row=3, col=1, rangemode="tozero", tickvals=levels, tickformat=".1e"
     )
@@ -175,14 +219,14 @@ COMPARE_PANELS = (
 
 
 def compare_figure(
-    runs: Sequence[tuple[str, float, Sequence[dict[str, Any]]]],
+    runs: Sequence[tuple[str, float, Metrics]],
     *,
     smoothing: float = 0.6,
     log_y: bool = False,
     height: int = 640,
     max_points: int = MAX_POINTS,
 ) -> go.Figure:
-    """Several runs overlaid, one colour each: `runs` is [(label, gamma, records)]."""
+    """Several runs overlaid, one colour each: `runs` is [(label, gamma, metrics)]."""
     fig = make_subplots(
         rows=2,
         cols=3,
@@ -191,17 +235,16 @@ def compare_figure(
         horizontal_spacing=0.06,
         subplot_titles=[title for _, title in COMPARE_PANELS],
     )
-    for i, (label, gamma, records) in enumerate(runs):
+    for i, (label, gamma, metrics) in enumerate(runs):
         color = PALETTE[i % len(PALETTE)]
-        c = columns(records)
+        keys = ("M_global", "k_t", "L_x", "L_G", "balance")
+        c = {key: smooth(metrics.column(key), smoothing) for key in keys}
         # The ratio of the smoothed losses, steadier than the smoothed ratio.
-        L_G, L_x = smooth(c["L_G"], smoothing), smooth(c["L_x"], smoothing)
-        c["ratio"] = [g / x if x else float("nan") for g, x in zip(L_G, L_x, strict=True)]
-        keep = thin(len(records), max_points)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c["ratio"] = np.where(c["L_x"] != 0, c["L_G"] / c["L_x"], np.nan)
         for j, (key, _) in enumerate(COMPARE_PANELS):
             row, col = divmod(j, 3)
-            y = c[key] if key == "ratio" else smooth(c[key], smoothing)
-            line = _line(pick(c["step"], keep), pick(y, keep), label, color, legend=j == 0)
+            line = _line(*_xy(metrics.step, c[key], max_points), label, color, legend=j == 0)
             fig.add_trace(line, row + 1, col + 1)
         fig.add_hline(y=gamma, line={"color": color, "width": 1, "dash": "dot"}, row=1, col=3)
     for j, (key, _) in enumerate(COMPARE_PANELS):
@@ -214,16 +257,17 @@ def compare_figure(
     return _finish(fig, height, legend_y=1.06, uirevision="compare")
 
 
-def has_small_data_curves(records: Sequence[dict[str, Any]]) -> bool:
+def has_small_data_curves(metrics: Metrics) -> bool:
     """Whether the run logged the held-out gap or scores (train --heldout / --score-every)."""
-    return any("heldout_gap" in r or "score" in r for r in records)
+    return "heldout_gap" in metrics or "score" in metrics
 
 
 def small_data_figure(
-    records: Sequence[dict[str, Any]],
+    metrics: Metrics,
     *,
     smoothing: float = 0.6,
     height: int = 380,
+    max_points: int = MAX_POINTS,
 ) -> go.Figure:
     """What M_global cannot show, beside it: the held-out gap L(x_held-out) - L(x_train), which
     opens when D memorises its training images (with the augmentation probability p when the
@@ -239,11 +283,10 @@ def small_data_figure(
             "Score of G against held-out<br>images (lower is better)",
         ),
     )
-    c = columns(records)
+    M_global = smooth(metrics.column("M_global"), smoothing)
     fig.add_trace(
         _line(
-            c["step"],
-            smooth(c["M_global"], smoothing),
+            *_xy(metrics.step, M_global, max_points),
             LABELS["M_global"],
             COLORS["M_global"],
             legend=False,
@@ -251,37 +294,34 @@ def small_data_figure(
         1,
         1,
     )
-    gap = [r for r in records if "heldout_gap" in r]
-    if gap:
-        steps = [r["step"] for r in gap]
-        fig.add_trace(
-            _line(steps, [r["heldout_gap"] for r in gap], "held-out gap", "#e377c2"), 1, 2
-        )
+    if "heldout_gap" in metrics:
+        gap = _line(*_xy(*metrics.series("heldout_gap"), max_points), "held-out gap", "#e377c2")
+        fig.add_trace(gap, 1, 2)
         fig.add_hline(y=0, line={"color": "#555", "width": 1, "dash": "dot"}, row=1, col=2)
-        if any("augment_p" in r for r in gap):
-            p = _line(
-                steps, [r.get("augment_p") for r in gap], "augmentation p", "#7f7f7f", dash="dash"
-            )
+        if "augment_p" in metrics:
+            xy = _xy(*metrics.series("augment_p"), max_points)
+            p = _line(*xy, "augmentation p", "#7f7f7f", dash="dash")
             fig.add_trace(p, 1, 2, secondary_y=True)
             fig.update_yaxes(title_text="p", range=[0, 1.05], row=1, col=2, secondary_y=True)
-    scored = [r for r in records if "score" in r]
-    if scored:
-        name = scored[-1].get("score_metric", "score").replace("_", " ")
-        steps = [r["step"] for r in scored]
-        with_ema = any("score_G_ema" in r for r in scored)
+    if "score" in metrics:
+        name = str(metrics.texts.get("score_metric", "score")).replace("_", " ")
+        steps, scores = metrics.series("score")
+        with_ema = "score_G_ema" in metrics
         label = f"{name}, G" if with_ema else name
-        fig.add_trace(_line(steps, [r["score"] for r in scored], label, "#bcbd22"), 1, 3)
+        fig.add_trace(_line(*_xy(steps, scores, max_points), label, "#bcbd22"), 1, 3)
         if with_ema:
-            ema_scores = [r.get("score_G_ema") for r in scored]
-            fig.add_trace(_line(steps, ema_scores, f"{name}, G_ema", "#17becf"), 1, 3)
-        best = scored[-1].get("best_step")
-        hit = [r for r in scored if r["step"] == best]
-        if hit:
-            won = "score_G_ema" if scored[-1].get("best_generator") == "G_ema" else "score"
+            xy = _xy(*metrics.series("score_G_ema"), max_points)
+            fig.add_trace(_line(*xy, f"{name}, G_ema", "#17becf"), 1, 3)
+        best = _last(metrics, "best_step")
+        won = "score_G_ema" if metrics.texts.get("best_generator") == "G_ema" else "score"
+        at_best = _at_step(metrics, won, best) if best is not None else None
+        if at_best is None and best is not None:
+            at_best = _at_step(metrics, "score", best)
+        if at_best is not None:
             fig.add_trace(
                 go.Scatter(
                     x=[best],
-                    y=[hit[0].get(won, hit[0]["score"])],
+                    y=[at_best],
                     mode="markers+text",
                     marker={"symbol": "star", "size": 14, "color": "#d62728"},
                     text=[f"best, step {best:,}" + (", G_ema" if won != "score" else "")],
@@ -297,3 +337,16 @@ def small_data_figure(
     fig = _finish(fig, height, legend_y=-0.42, uirevision="small-data")
     fig.update_layout(margin={"t": 80})
     return fig
+
+
+def _last(metrics: Metrics, key: str) -> int | None:
+    """The newest logged value of `key`, as a whole number."""
+    values = metrics.series(key)[1]
+    return int(values[-1]) if len(values) and np.isfinite(values[-1]) else None
+
+
+def _at_step(metrics: Metrics, key: str, step: int) -> float | None:
+    """`key` as logged at `step` (its first record there), or None."""
+    steps, values = metrics.series(key)
+    hit = np.flatnonzero(steps == step)
+    return float(values[hit[0]]) if len(hit) else None

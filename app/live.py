@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import charts, widgets
+from app.metrics_log import Metrics
 from app.settings import Settings
 from began_core.runs import launch
 from began_core.runs.run_dir import RunDir
@@ -40,7 +41,7 @@ def _live(path: str, settings: Settings, shown_state: str) -> None:
     if not run.path.is_dir():
         st.warning(f"The run {run.name} no longer exists.")
         return
-    info = widgets.run_info(run)
+    info = widgets.run_info(run, curves=True)  # the numbers and the curves: one reading
     if info.state != shown_state:
         st.rerun()  # started, stopped, finished or failed: the whole page follows
 
@@ -152,7 +153,7 @@ def _numbers(info: widgets.RunInfo) -> None:
     cols[1].metric(
         "M_global",
         f"{last['M_global']:.4f}" if last else "—",
-        delta=_trend(info.records),
+        delta=_trend(info.metrics),
         delta_color="inverse",
         help="L(x) + |γ·L(x) − L(G(z))|: lower is better. The change compares the mean of the "
         "last tenth of the curve with the tenth before.",
@@ -162,18 +163,17 @@ def _numbers(info: widgets.RunInfo) -> None:
     cols[3].metric("ETA", widgets.duration(eta) if eta is not None else "—")
     elapsed = widgets.duration(last.get("wall_time")) if last else "0:00"
     text = f"Step {info.step:,} of {steps:,} · {elapsed} elapsed"
-    if info.active and info.records:
+    if info.active and info.last:
         text += f" · last record {widgets.ago(info.heartbeat)}"
     st.progress(min(1.0, info.step / steps) if steps else 0.0, text=text)
 
 
-def _trend(records: list[dict]) -> str | None:
-    k = len(records) // 10
+def _trend(metrics: Metrics) -> str | None:
+    M_global = metrics.column("M_global")
+    k = len(M_global) // 10
     if k < 1:
         return None
-    last = sum(r["M_global"] for r in records[-k:]) / k
-    before = sum(r["M_global"] for r in records[-2 * k : -k]) / k
-    return f"{last - before:+.4f}"
+    return f"{M_global[-k:].mean() - M_global[-2 * k : -k].mean():+.4f}"
 
 
 def _curves(info: widgets.RunInfo) -> None:
@@ -188,17 +188,18 @@ def _curves(info: widgets.RunInfo) -> None:
         help="Exponential moving average, as in TensorBoard; the raw curve stays faint behind.",
     )
     log_y = right.toggle("Log scale", key="log_y", help="Log scale for the losses and M_global.")
-    if not info.records:
+    metrics = info.metrics
+    if not metrics:
         st.caption("The curves appear with the first logged step.")
         return
-    fig = charts.live_figure(info.records, info.gamma, smoothing=smoothing, log_y=log_y)
+    fig = charts.live_figure(metrics, info.gamma, smoothing=smoothing, log_y=log_y)
     st.plotly_chart(fig, key=f"curves::{info.name}", config={"displaylogo": False})
     st.caption(
-        f"{len(info.records):,} points, one every {info.train.get('log_every', '?')} steps "
+        f"{len(metrics):,} points, one every {info.train.get('log_every', '?')} steps "
         f"(the mean over those steps); last at step {info.step:,}."
     )
-    if charts.has_small_data_curves(info.records):
-        small = charts.small_data_figure(info.records, smoothing=smoothing)
+    if charts.has_small_data_curves(metrics):
+        small = charts.small_data_figure(metrics, smoothing=smoothing)
         st.plotly_chart(small, key=f"small-data::{info.name}", config={"displaylogo": False})
         st.caption(
             "$M_\\text{global}$ falls whenever $D$ reconstructs real images better, also when it "
@@ -244,7 +245,7 @@ reconstructs it: $L(v) = \\text{{mean}}\\,|v - D(v)|^\\eta$.
 
 
 def _now(info: widgets.RunInfo) -> str | None:
-    return now_sentence(info.records, info.gamma)
+    return now_sentence(info.metrics.records(5), info.gamma)
 
 
 def now_sentence(records: list[dict], gamma: float) -> str | None:

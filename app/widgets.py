@@ -7,12 +7,14 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 from PIL import Image
 
+from app.metrics_log import Metrics, MetricsCache
 from began_core.runs import launch
 from began_core.runs.run_dir import RunDir
 
@@ -39,14 +41,23 @@ GRID_WIDTH = 560  # sample grids are upscaled (nearest neighbour) to about this 
 
 @dataclass
 class RunInfo:
-    """A run as the page shows it: read once per refresh."""
+    """A run as the page shows it: read once per refresh. Its metrics are read when first
+    asked for (a table of runs needs only each one's newest record)."""
 
     run: RunDir
     state: str
     config: dict[str, Any] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
     config_error: str | None = None  # why config.json is not a valid run configuration
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        """Every logged record, as columns."""
+        return metrics(self.run)
+
+    @cached_property
+    def _newest(self) -> dict[str, Any]:
+        return last_record(self.run)
 
     @property
     def name(self) -> str:
@@ -78,7 +89,8 @@ class RunInfo:
 
     @property
     def last(self) -> dict[str, Any]:
-        return self.records[-1] if self.records else {}
+        """The newest record ({} before the first)."""
+        return self.metrics.last if "metrics" in self.__dict__ else self._newest
 
     @property
     def step(self) -> int:
@@ -130,7 +142,9 @@ def _fmt(value: Any) -> str:
 SECTIONS = ("model", "train", "data")
 
 
-def run_info(run: RunDir) -> RunInfo:
+def run_info(run: RunDir, *, curves: bool = False) -> RunInfo:
+    """The run as the page shows it; with `curves`, its metrics read now (else when first
+    asked for), so that its newest record and its curves come from one reading."""
     config, error = {}, None
     try:
         config = run.read_config_dict()
@@ -141,30 +155,33 @@ def run_info(run: RunDir) -> RunInfo:
         error = str(e)
     # A config.json edited by hand: a section that is not an object reads as empty.
     config = {k: v for k, v in config.items() if isinstance(v, dict) or k not in SECTIONS}
-    return RunInfo(
+    info = RunInfo(
         run=run,
         state=launch.run_state(run),
         config=config,
-        records=metrics(run),
         status=run.read_status(),
         config_error=error,
     )
+    if curves:
+        info.metrics = metrics(run)
+    return info
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
-def _metrics(path: bytes, mtime_ns: int, size: int) -> list[dict[str, Any]]:
-    return RunDir(os.fsdecode(path)).read_metrics()
+@st.cache_resource(show_spinner=False)
+def _logs() -> MetricsCache:
+    """The server's one cache of parsed metrics, shared by every session: each run's file is
+    parsed once, then only what was appended (app/metrics_log.py)."""
+    return MetricsCache()
 
 
-def metrics(run: RunDir) -> list[dict[str, Any]]:
-    """metrics.jsonl, parsed again only when the file changed. Treat as read-only."""
-    try:
-        stat = run.metrics_path.stat()
-    except OSError:
-        return []
-    # Paths go to the caches as bytes: Streamlit hashes str arguments as UTF-8, which a folder
-    # name that is not UTF-8 (lone surrogates in Python) cannot be.
-    return _metrics(os.fsencode(run.metrics_path.parent), stat.st_mtime_ns, stat.st_size)
+def metrics(run: RunDir) -> Metrics:
+    """metrics.jsonl as columns, reading only the lines appended since the last call."""
+    return _logs().read(run.metrics_path)
+
+
+def last_record(run: RunDir) -> dict[str, Any]:
+    """The run's newest record ({} if none), without parsing the whole file."""
+    return _logs().last(run.metrics_path)
 
 
 def badge(state: str) -> None:

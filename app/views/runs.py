@@ -75,7 +75,7 @@ def compare(infos: list[widgets.RunInfo]) -> None:
         "paper's Figure 3: each run's L(G(z)) / L(x) settles at its own γ, and lower γ gives "
         "sharper, less varied samples."
     )
-    with_metrics = [i for i in infos if i.records]
+    with_metrics = [i for i in infos if i.last]  # each one's newest record, not its curves
     if not with_metrics:
         st.caption("No run has logged a step yet.")
         return
@@ -97,7 +97,7 @@ def compare(infos: list[widgets.RunInfo]) -> None:
     picked = [by_name[n] for n in chosen]
     label = labels(picked)
     fig = charts.compare_figure(
-        [(label[i.name], i.gamma, i.records) for i in picked], smoothing=smoothing, log_y=log_y
+        [(label[i.name], i.gamma, i.metrics) for i in picked], smoothing=smoothing, log_y=log_y
     )
     st.plotly_chart(fig, key="compare_curves", config={"displaylogo": False})
 
