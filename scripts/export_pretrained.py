@@ -219,6 +219,7 @@ def main() -> int:
         "--every", type=int, default=1000, help="with --select: the checkpoint steps compared"
     )
     p.add_argument("--out", type=Path, default=ROOT / "pretrained")
+    p.add_argument("--n", type=int, default=None, help="images per set for evaluate (default 1024)")
     args = p.parse_args()
 
     generators = dict.fromkeys(GAMMAS, args.generator)
@@ -242,6 +243,7 @@ def main() -> int:
             command=stated_command(config, args.step, name),
             note=note(run, config, args.step, bool(args.select), generators[gamma]),
             generator=generators[gamma],
+            n=args.n,
         )
         print(f"wrote {out}", file=sys.stderr)
         shipped.append((f"gamma {gamma}", read_training(out)["evaluation"]))
