@@ -500,10 +500,11 @@ def summarise(m: dict, work: Path) -> str:
         ]
     lines += ["| file | MiB | holds |", "| --- | --- | --- |"]
     for a in m["archives"].values():
+        holds = [i.split(": ", 1)[-1] for i in a["items"] if "samples/" not in i]
+        grids = sum("samples/" in i for i in a["items"])
+        holds += [f"{grids} older sample grids"] if grids else []
         for part in a["parts"]:
-            lines.append(
-                f"| {part['name']} | {part['bytes'] / MiB:.2f} | {'; '.join(a['items'])} |"
-            )
+            lines.append(f"| {part['name']} | {part['bytes'] / MiB:.2f} | {'; '.join(holds)} |")
     lines += ["| manifest.json | | what is where, checksums, stage results |"]
     if m["left_behind"]:
         lines += ["", "Left behind (the output folder's limits):", ""]
@@ -624,13 +625,20 @@ def unpack(src: Path, into: Path, runs_into: Path | None, force: bool) -> int:
             file=sys.stderr,
         )
         return 1
+    same = {p for p, data in targets.items() if p.is_file() and p.read_bytes() == data}
     for path, data in sorted(targets.items()):
+        if path in same:
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.unpack{os.getpid()}")
         tmp.write_bytes(data)
         os.replace(tmp, path)
     placed = sorted({_top(p, into, runs_into) for p in targets})
-    print(f"unpacked {len(targets)} files from {src}:")
+    print(
+        f"unpacked {len(targets) - len(same)} files from {src}"
+        + (f" ({len(same)} were already there, unchanged)" if same else "")
+        + ", into:"
+    )
     for where in placed:
         print(f"  {where}")
     if exported and not exported.get("selected") and manifest.get("kind") == "window":

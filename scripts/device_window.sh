@@ -75,10 +75,10 @@ if [ $dry = 1 ]; then
   budget=${budget:-240} tests_s=${tests_s:-60} bench_s=${bench_s:-60}
   work=${work:-$(mktemp -d)/work}
   runs=${runs:-$(dirname "$work")/runs64}
-  device=cpu every=4 score_n=16 export_n=16 stop_at=4 grace=60 reserve_score=40
+  device=cpu every=2 score_n=16 export_n=16 stop_at=2 grace=60 reserve_score=40
   reserve_export=45 reserve_pack=20 min_train=5 busy=0
   toy=(--filters 8 --h-dim 16 --z-dim 16 --log-every 1 --sample-every 2 --checkpoint-every 2
-    --score-every 4 --heldout-every 2 --ema-kimg 1 --ema-sweep 2)
+    --score-every 2 --heldout-every 2 --ema-kimg 1 --ema-sweep 2)
   bench_args=(--dry-run --profile)
 else
   budget=${budget:-540} tests_s=${tests_s:-90} bench_s=${bench_s:-150}
