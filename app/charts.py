@@ -29,7 +29,7 @@ LABELS = {
 }
 COLORS = {"L_x": "#1f77b4", "L_G": "#d62728", "target": "#7f7f7f", "k_t": "#9467bd"}
 COLORS |= {"M_global": "#2ca02c", "balance": "#ff7f0e", "lr": "#17becf", "images_per_s": "#8c564b"}
-MAX_POINTS = 1500  # per curve sent to the browser: about 2 per pixel of a panel
+MAX_POINTS = 1000  # per curve sent to the browser: about 2 per pixel of a panel
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 
 
@@ -46,21 +46,16 @@ def smooth(values: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
     return y
 
 
-def _ema(x: np.ndarray, w: float, block: int = 128) -> np.ndarray:
-    """a_i = w a_(i-1) + (1 - w) x_i from a_0 = 0, in blocks: within a block as one product
-    with the block's matrix of powers of w (none above 1, so nothing overflows), then each
-    block carries its predecessor's last value in, decayed."""
-    n = len(x)
-    k = np.arange(block)
-    powers = np.tril(w ** np.clip(k[:, None] - k[None, :], 0, None))  # w^(i-j), j <= i
-    blocks = np.zeros(-(-n // block) * block)
-    blocks[:n] = x
-    blocks = blocks.reshape(-1, block) @ powers.T * (1 - w)
-    carry, prev = w ** (k + 1), 0.0
-    for row in blocks:
-        row += carry * prev
-        prev = row[-1]
-    return blocks.ravel()[:n]
+def _ema(x: np.ndarray, w: float) -> np.ndarray:
+    """a_i = w a_(i-1) + (1 - w) x_i from a_0 = 0, as a scan: after the step of offset d, a_i
+    sums the 2d newest terms, so log2(n) whole-array steps do it. No matrix product: BLAS
+    threads spin on a busy machine, which cost more than the rest of a refresh."""
+    a = (1 - w) * x
+    d, decay = 1, w
+    while d < len(a) and decay > 0.0:
+        a[d:] = a[d:] + decay * a[:-d]
+        d, decay = 2 * d, decay * decay
+    return a
 
 
 def decimate(y: np.ndarray, max_points: int) -> np.ndarray:
@@ -93,9 +88,13 @@ def thin(n: int, max_points: int) -> range | list[int]:
     return keep if keep[-1] == n - 1 else [*keep, n - 1]
 
 
-def _xy(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[list, list]:
+def _xy(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """The points of a curve to draw. As arrays of Python numbers (dtype object): plotly checks
+    a list element by element (a third of a refresh's CPU) but takes an array whole, and it
+    sends an object array as a plain JSON list, where a float array would go as a base64 spec
+    that the page's figure would hold instead of its points."""
     keep = decimate(y, max_points)
-    return x[keep].tolist(), y[keep].tolist()
+    return x[keep].astype(object), y[keep].astype(object)
 
 
 def _line(x, y, name, color, *, width=2.0, dash=None, opacity=1.0, legend=True):
