@@ -39,7 +39,7 @@ def show(run: RunDir, settings: Settings, state: str | None = None) -> None:
 def _live(path: str, settings: Settings, shown_state: str) -> None:
     run = RunDir(path)
     if not run.path.is_dir():
-        st.warning(f"The run {run.name} no longer exists.")
+        st.warning(f"The run {widgets.plain(run.name)} no longer exists.")
         return
     info = widgets.run_info(run, curves=True)  # the numbers and the curves: one reading
     if info.state != shown_state:
@@ -66,7 +66,7 @@ def _header(info: widgets.RunInfo) -> None:
     title, state = st.columns([0.8, 0.2], vertical_alignment="center")
     p = info.params()
     about = (
-        f"{p['data']} at {p['res']}×{p['res']} · n = {p['n']} · γ = {p['γ']} · "
+        f"{widgets.plain(p['data'])} at {p['res']}×{p['res']} · n = {p['n']} · γ = {p['γ']} · "
         f"λₖ = {p['λ_k']} · η = {p['η']} · lr = {p['lr']} · batch {p['batch']} · "
         f"seed {p['seed']}"
         if info.config
@@ -75,8 +75,9 @@ def _header(info: widgets.RunInfo) -> None:
     path = info.meta.get("fast_path", {}).get("summary")
     hardware = info.meta.get("hardware")
     if path:  # which speed options the trainer took, and why (began_core/training/fast_path.py)
-        about += f"  \n:material/speed: {path}" + (f" · {hardware}" if hardware else "")
-    title.markdown(f"#### {info.name}\n{about}")
+        about += f"  \n:material/speed: {widgets.plain(path)}"
+        about += f" · {widgets.plain(hardware)}" if hardware else ""
+    title.markdown(f"#### {widgets.plain(info.name)}\n{about}")  # names as they are spelled
     with state:
         widgets.badge(info.state)
 
@@ -112,16 +113,16 @@ def _controls(info: widgets.RunInfo) -> None:
                 try:
                     launch.resume_run(run, int(steps))
                 except launch.LaunchError as e:
-                    st.error(str(e))
+                    st.error(widgets.plain(e))
                 else:
                     st.rerun()
     with row.popover("Delete", icon=":material/delete:"):
-        st.write(f"Delete **{name}** and all its checkpoints and samples?")
+        st.markdown(f"Delete **{widgets.plain(name)}** and all its checkpoints and samples?")
         if st.button("Delete for good", key=f"delete::{name}", type="primary"):
             try:
                 launch.delete_run(run)
             except launch.LaunchError as e:
-                st.error(str(e))
+                st.error(widgets.plain(e))
             else:
                 st.session_state.pop("run", None)
                 st.rerun()
@@ -130,11 +131,12 @@ def _controls(info: widgets.RunInfo) -> None:
 def _problems(info: widgets.RunInfo, read_only: bool) -> None:
     config_problem = info.config_problem(read_only)
     if config_problem:
-        st.warning(f"**Its configuration is invalid.** {config_problem}", icon=":material/warning:")
+        problem = widgets.plain(config_problem)  # it names the run's folder
+        st.warning(f"**Its configuration is invalid.** {problem}", icon=":material/warning:")
     if info.state == "failed":
         error = launch.run_error(info.run) or "the run failed"
         first, _, rest = error.partition("\n")
-        st.error(f"**This run failed.** {first}", icon=":material/error:")
+        st.error(f"**This run failed.** {widgets.plain(first)}", icon=":material/error:")
         tail = "" if read_only else launch.log_tail(info.run, 25)
         if tail or (rest and not read_only):
             st.code(tail or rest, language=None)

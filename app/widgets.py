@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import io
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,6 +39,22 @@ MARKS = {  # state -> a mark for plain-text labels; text glyphs, not emoji, so a
     "unknown": "?",
 }
 GRID_WIDTH = 560  # sample grids are upscaled (nearest neighbour) to about this many pixels
+# What Markdown, its HTML, and Streamlit's :icons:, :color[text] and $math$ could take for
+# formatting: any ASCII punctuation may be backslash-escaped in CommonMark.
+_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=\"'/,;?@^%])")
+
+
+def plain(text: object) -> str:
+    """`text` shown as itself where the page writes Markdown (a header, a message, a caption):
+    a run or folder named `**x** [y](#z) <b>` shows its stars, brackets and tags, not bold, a
+    link and HTML. Every punctuation character is backslash-escaped and line breaks become
+    spaces. Where a name stands alone, a text element (st.text, a table, an option) needs none."""
+    return _MARKUP.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
+def plain_label(text: object) -> str:
+    """`text` as a plotly trace name shows it: plotly reads <b>, <br>, <a> and entities there."""
+    return html.escape(str(text), quote=False)
 
 
 @dataclass

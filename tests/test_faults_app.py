@@ -4,11 +4,13 @@ it, a "running" status left by a trainer that could not write its end. The page 
 And the read-only dashboard (with the explorer it frames) refuses every request that would
 start, stop, delete or read outside its folders."""
 
+import html
 import os
 import re
 import shutil
 import subprocess
 import sys
+import urllib.parse
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 
 from streamlit.testing.v1 import AppTest
-from test_app import FOLDER, MAIN, TIMEOUT, app, fake_run, texts
+from test_app import FOLDER, MAIN, TIMEOUT, app, fake_run, plotly_spec, shown, texts
 from test_faults_runs import CONFIGS
 
 from began_core.config import ConfigError
@@ -80,6 +82,53 @@ def test_a_run_folder_whose_name_is_not_utf8_breaks_no_page(runs_dir):
     assert len(at.get("image")) == 2
 
 
+# A folder name holding what Markdown, HTML and Streamlit's :colour[] and $math$ would format
+# (no closing tags: a folder name cannot hold a slash).
+MARKUP_NAME = "**bold** _it_ [link](x) <b>tag <i>em $x$ :red[r] ~s~ #1 a\\b `c` &amp;"
+
+
+def test_a_run_named_in_markdown_and_html_is_shown_as_it_is_spelled(runs_dir):
+    fake_run(runs_dir, "plain", records=10)
+    marked = fake_run(runs_dir, MARKUP_NAME, records=10)
+    marked.config_path.write_text("[1, 2]")  # so that a warning names it too
+    at = app()
+    at.selectbox(key="run").set_value(MARKUP_NAME).run()
+    assert not at.exception
+    header = next(m.value for m in at.markdown if m.value.startswith("#### "))
+    assert shown(header.splitlines()[0]) == f"#### {MARKUP_NAME}"
+    assert MARKUP_NAME in texts(at, "warning")
+    at.switch_page("views/runs.py").run()
+    assert not at.exception
+    assert MARKUP_NAME in list(at.dataframe[0].value["run"])  # a table: text as it is
+    assert f"{MARKUP_NAME}: " in texts(at, "warning")
+    at.multiselect(key="compare").set_value([MARKUP_NAME, "plain"]).run()
+    legend = {t["name"] for t in plotly_spec(at)["data"] if t.get("showlegend")}
+    escaped = html.escape(f"{MARKUP_NAME} (γ=", quote=False)  # plotly reads tags and entities
+    assert any(name.startswith(escaped) for name in legend)
+
+
+def test_a_markdown_run_name_reads_as_spelled_in_the_browser(tmp_path):
+    """What Streamlit's renderer (with its :colour[] and $math$ extensions) and plotly draw,
+    in chromium: the Train header and the compare legend show the name's own characters."""
+    test_browser = pytest.importorskip("test_browser")  # skips without Playwright
+    if not test_browser.CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium")
+    with test_browser.dashboard(tmp_path) as (url, runs, _):
+        fake_run(runs, "plain", records=10)
+        fake_run(runs, MARKUP_NAME, records=10)
+        with test_browser.browser_page(f"{url}/?run={urllib.parse.quote(MARKUP_NAME)}") as page:
+            main = page.get_by_test_id("stMain")
+            heading = main.locator("h4 [data-heading-text]").first  # beside it, its anchor
+            heading.wait_for()
+            assert heading.inner_text() == MARKUP_NAME
+            assert heading.locator("*").count() == 0  # text alone: no bold, link, tag or maths
+            page.get_by_role("link", name="Runs & compare").click()
+            page.get_by_text("Compare runs").wait_for()
+            page.locator(".legendtext").first.wait_for()
+            legend = page.locator(".legendtext").all_text_contents()
+            assert f"{MARKUP_NAME} (γ=0.5)" in legend
+
+
 def test_dashboard_says_what_is_wrong_with_a_hand_edited_config(runs_dir):
     said = hand_edited_runs(runs_dir)
     at = app()
@@ -88,11 +137,11 @@ def test_dashboard_says_what_is_wrong_with_a_hand_edited_config(runs_dir):
         at.run()
         assert not at.exception, name
         warning = texts(at, "warning")
-        assert f"Its configuration is invalid.** {message}" in warning and phrase in warning
+        assert f"Its configuration is invalid. {message}" in warning and phrase in warning
     at.switch_page("views/runs.py").run()
     assert not at.exception
     for name, (message, _) in said.items():
-        assert f"**{name}**: {message}" in texts(at, "warning")
+        assert f"{name}: {message}" in texts(at, "warning")
 
 
 def test_read_only_dashboard_says_it_without_server_paths(runs_dir, monkeypatch):
@@ -107,7 +156,7 @@ def test_read_only_dashboard_says_it_without_server_paths(runs_dir, monkeypatch)
     assert str(runs_dir) not in warning
     at.switch_page("views/runs.py").run()
     warnings = texts(at, "warning")
-    assert all(f"**{n}**: " in warnings for n in said) and str(runs_dir) not in warnings
+    assert all(f"{n}: " in warnings for n in said) and str(runs_dir) not in warnings
 
 
 STALE_LOG = (
@@ -129,7 +178,7 @@ def test_running_status_of_an_ended_trainer_shows_failed(runs_dir, monkeypatch, 
     at = app()
     assert not at.exception
     error = texts(at, "error")
-    assert "This run failed.** the training process ended without recording why" in error
+    assert "This run failed. the training process ended without recording why" in error
     assert "failed" in texts(at, "markdown") and "running" not in texts(at, "markdown")
     assert not [b for b in at.button if b.key and b.key.startswith("stop::")]
     logged = "is not writable" in "\n".join(c.value for c in at.code)

@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import charts, settings, widgets
 from began_core.runs import launch
-from began_core.runs.run_dir import list_runs
+from began_core.runs.run_dir import list_runs, text
 
 MAX_COMPARED = 8
 
@@ -53,7 +53,8 @@ def runs_table(infos: list[widgets.RunInfo], read_only: bool) -> None:
     for info in infos:
         problem = info.config_problem(read_only)
         if problem:
-            st.warning(f"**{info.name}**: {problem}", icon=":material/warning:")
+            text = f"**{widgets.plain(info.name)}**: {widgets.plain(problem)}"
+            st.warning(text, icon=":material/warning:")
     watch, go = st.columns([0.7, 0.3], vertical_alignment="bottom")
     name = watch.selectbox("Watch a run live", [i.name for i in infos], key="watch")
     if go.button("Open in Train", icon=":material/monitoring:", width="stretch"):
@@ -97,7 +98,9 @@ def compare(infos: list[widgets.RunInfo]) -> None:
     picked = [by_name[n] for n in chosen]
     label = labels(picked)
     fig = charts.compare_figure(
-        [(label[i.name], i.gamma, i.metrics) for i in picked], smoothing=smoothing, log_y=log_y
+        [(widgets.plain_label(label[i.name]), i.gamma, i.metrics) for i in picked],
+        smoothing=smoothing,
+        log_y=log_y,
     )
     st.plotly_chart(fig, key="compare_curves", config={"displaylogo": False})
 
@@ -108,7 +111,7 @@ def compare(infos: list[widgets.RunInfo]) -> None:
         with cols[j % len(cols)]:
             png = widgets.grid_image(samples[-1][1]) if samples else None
             if png is None:
-                st.caption(f"{label[info.name]}: no grid yet")
+                st.caption(f"{widgets.plain(label[info.name])}: no grid yet")
             else:
                 caption = f"{label[info.name]}, step {samples[-1][0]:,}"
                 st.image(png, caption=caption, width="stretch", output_format="PNG")
@@ -118,10 +121,10 @@ def pretrained(root: Path, read_only: bool) -> None:
     st.header("Shipped checkpoints")
     found = sorted(p for p in root.glob("*") if _is_began(p)) if root.is_dir() else []
     if not found:
-        st.caption(f"No shipped checkpoints in `{root.name}/` yet.")
+        st.caption(f"No shipped checkpoints in {widgets.plain(root.name + '/')} yet.")
         return
     for path in found:
-        with st.expander(path.name, icon=":material/deployed_code:"):
+        with st.expander(widgets.plain(text(path.name)), icon=":material/deployed_code:"):
             left, right = st.columns([0.4, 0.6])
             try:
                 config = json.loads((path / "config.json").read_text(encoding="utf-8"))
@@ -132,7 +135,7 @@ def pretrained(root: Path, read_only: bool) -> None:
                     png = checkpoint_samples(str(path), _mtime(path / "model.safetensors"))
                 except Exception as e:  # a broken checkpoint must not break the page
                     why = "it could not be loaded" if read_only else str(e)  # no server paths
-                    st.caption(f"No samples: {why}")
+                    st.caption(f"No samples: {widgets.plain(why)}")
                 else:
                     caption = "64 samples G(z), z from seed 0"
                     st.image(png, caption=caption, width="stretch", output_format="PNG")

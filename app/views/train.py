@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import live, settings
+from app import live, settings, widgets
 from began_core.config import AUGMENT_POLICIES
 from began_core.data.sources import BUILTIN_DATASETS
 from began_core.flags import train_flags
@@ -235,13 +235,13 @@ def _start(s: settings.Settings, name: str, values: dict) -> None:
             )
         run_dir = launch.check_run_name(s.runs_dir, name)
         launch.start_run(run_dir, train_flags(config))
-    except launch.LaunchError as e:
-        st.error(str(e), icon=":material/error:")
+    except launch.LaunchError as e:  # it may name the run or a folder
+        st.error(widgets.plain(e), icon=":material/error:")
     except OSError as e:
-        st.error(f"Could not start the run: {e}", icon=":material/error:")
+        st.error(f"Could not start the run: {widgets.plain(e)}", icon=":material/error:")
     else:
         st.session_state["run"] = name  # watch it (the selector below is not drawn yet)
-        st.success(f"Started **{name}**.", icon=":material/rocket_launch:")
+        st.success(f"Started **{widgets.plain(name)}**.", icon=":material/rocket_launch:")
 
 
 s = settings.load()
