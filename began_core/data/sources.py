@@ -96,12 +96,11 @@ def open_dataset(
         labels = None if labels is None else labels[keep]
     if celeba_crop is None:
         celeba_crop = _looks_like_celeba(path, files, zip_path)
-    mtime = os.stat(zip_path).st_mtime if zip_path else max(_mtime(path / f) for f in files)
+    # What the images are made from and how; decode_to_dataset adds every file's size, mtime and
+    # ctime (a zip's members' CRCs), so that no changed, added or removed file reuses the cache.
     key = dict(
         kind=kind,
         path=str(path.resolve()),
-        n=len(files),
-        mtime=mtime,
         resolution=resolution,
         channels=channels,
         crop=bool(celeba_crop),
@@ -186,14 +185,6 @@ def _resolves_inside(link: Path, inside: Path) -> bool:
         return link.resolve().is_relative_to(inside)
     except (OSError, RuntimeError):  # "Symlink loop": RuntimeError before Python 3.13
         return True
-
-
-def _mtime(path: Path) -> float:
-    """The file's modification time, or the link's own for a link that leads nowhere."""
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return os.lstat(path).st_mtime
 
 
 def _folder_labels(files: list[str]) -> tuple[np.ndarray | None, list[str] | None]:
