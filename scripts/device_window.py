@@ -738,6 +738,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.seconds
 
     def stop(_signum, _frame):
+        # once: a second signal while the children are being ended must not skip the merge
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise _Stopped
 
     signal.signal(signal.SIGTERM, stop)
@@ -772,10 +775,37 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unscored(runs: Path, results: dict, every: int) -> bool:
+    """Whether a checkpoint at a multiple of `every` has no row yet (no torch needed)."""
+    done = {(r.get("run"), r.get("step")) for r in results.get("rows", [])}
+    for gamma in GAMMAS:
+        for path in (runs / f"gamma{gamma}" / "checkpoints").glob("step_*"):
+            m = re.fullmatch(r"step_(\d+)", path.name)
+            if (
+                m
+                and int(m.group(1)) % every == 0
+                and (f"gamma{gamma}", int(m.group(1))) not in done
+            ):
+                return True
+    return False
+
+
 def _score_pass(runs, target, scratch, args, env, children, deadline) -> bool:
-    """One pass of the three processes; merged into `target` when they end."""
+    """One pass of the three processes; merged into `target` when they end. The shipped
+    generators' scores (the reference) are computed first, once, by a process given no runs."""
     results = read_json(target, {}) or {}
     children.clear()
+    if not _unscored(runs, results, args.every):
+        return False
+    if not results.get("reference"):
+        write_json(scratch / "gamma-reference.json", results)
+        command = [sys.executable, "-m", "scripts.score_runs", str(scratch / "none"), "--n"]
+        command += [str(args.n), "--json", str(scratch / "gamma-reference.json")]
+        children.append(subprocess.Popen(command, cwd=ROOT, env=env))
+        _wait(children, deadline)
+        _merge(target, scratch)
+        results = read_json(target, {}) or {}
+        children.clear()
     for gamma in GAMMAS:
         run = runs / f"gamma{gamma}"
         if not (run / "config.json").is_file():
@@ -799,15 +829,18 @@ def _score_pass(runs, target, scratch, args, env, children, deadline) -> bool:
             str(scratch / f"gamma{gamma}.json"),
         ]
         children.append(subprocess.Popen(command, cwd=ROOT, env=env))
+    _wait(children, deadline)
+    _merge(target, scratch)
+    return True
+
+
+def _wait(children: list[subprocess.Popen], deadline: float) -> None:
     for child in children:
-        left = deadline - time.monotonic()
         try:
-            child.wait(max(left, 0.1))
+            child.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             print("scoring: out of time, stopping this pass", file=sys.stderr)
             raise _Stopped from None
-    _merge(target, scratch)
-    return True
 
 
 def _merge(target: Path, scratch: Path) -> None:

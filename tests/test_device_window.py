@@ -72,7 +72,8 @@ def test_dry_run_packs_real_results_within_the_limits(dry_run, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["dry_run"] and manifest["complete"]
     stages = {s["stage"]: s["status"] for s in manifest["stages"]}
-    assert stages == dict.fromkeys(("env", "tests", "bench", "train", "score", "export"), "ok")
+    assert {"env", "tests", "bench", "train", "score", "export"} <= set(stages)
+    assert set(stages.values()) == {"ok"}, stages
 
     got = members(out / "window.tar.gz", tmp_path)
     bench = json.loads((tmp_path / "bench/results/cpu.json").read_text())
