@@ -63,7 +63,17 @@ FLAGS: dict[str, tuple[str, str]] = {
 GREYSCALE_BUILTINS = {"fashion-mnist"}
 
 # Always stated by train_flags, for a reader; every other flag only where it differs.
-STATED = ("data", "steps", "resolution", "channels", "filters", "gamma", "lambda_k", "eta", "lr")
+STATED: tuple[str, ...] = (
+    "data",
+    "steps",
+    "resolution",
+    "channels",
+    "filters",
+    "gamma",
+    "lambda_k",
+    "eta",
+    "lr",
+)
 STATED += ("batch_size", "seed")
 
 

@@ -70,16 +70,20 @@ def save_grid(x: Tensor, path: str | Path, nrow: int | None = None) -> Path:
 def load_image(src, resolution: int, channels: int, crop: bool = False) -> np.ndarray:
     """Decode one image file (path or file object) to uint8 (C, R, R): alpha onto white,
     centre square crop (or the CelebA box when ``crop``), high-quality resize."""
-    with Image.open(src) as im:
-        if im.format == "JPEG":  # let libjpeg shrink big photos, keeping >= 2x the target size
+    with Image.open(src) as opened:
+        im: Image.Image = opened
+        if opened.format == "JPEG":  # let libjpeg shrink big photos, keeping >= 2x the target size
             side = min(im.size) * ((CELEBA_BOX[2] - CELEBA_BOX[0]) / CELEBA_SIZE[0] if crop else 1)
             s = max(1.0, side / (2 * resolution))
-            im.draft("RGB", (math.ceil(im.size[0] / s), math.ceil(im.size[1] / s)))
+            opened.draft("RGB", (math.ceil(im.size[0] / s), math.ceil(im.size[1] / s)))
         im = ImageOps.exif_transpose(im)
         w, h = im.size
         if crop:  # the CelebA box, scaled if the image is not exactly 178x218
             scale = (w / CELEBA_SIZE[0], h / CELEBA_SIZE[1]) * 2
-            im = im.crop(tuple(round(v * f) for v, f in zip(CELEBA_BOX, scale, strict=True)))
+            left, top, right, bottom = (
+                round(v * f) for v, f in zip(CELEBA_BOX, scale, strict=True)
+            )
+            im = im.crop((left, top, right, bottom))
         elif w != h:
             side = min(w, h)
             im = im.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2))
@@ -91,7 +95,7 @@ def load_image(src, resolution: int, channels: int, crop: bool = False) -> np.nd
             im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
         im = im.convert("L" if channels == 1 else "RGB")
         if im.size != (resolution, resolution):  # crop first: no filter bleed from outside
-            flt = Image.LANCZOS if im.size[0] > resolution else Image.BICUBIC
+            flt = Image.Resampling.LANCZOS if im.size[0] > resolution else Image.Resampling.BICUBIC
             im = im.resize((resolution, resolution), flt)
         arr = np.asarray(im, dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)

@@ -20,7 +20,7 @@ import os
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -38,11 +38,11 @@ Mode = Literal["linear", "spherical"]
 def z_from_seeds(model: BEGAN, seeds: int | Sequence[int]) -> Tensor:
     """One z ~ U[-1, 1]^Nz per seed, (B, Nz). Each seed has its own generator, so seed s gives
     the same z alone or in any batch. Seeds are whole numbers in [0, config.SEED_MAX]."""
-    seeds = [seeds] if isinstance(seeds, numbers.Real) else list(seeds)
-    if not seeds:
+    given: list[Any] = [seeds] if isinstance(seeds, numbers.Real) else list(cast(Sequence, seeds))
+    if not given:
         raise ValueError("give at least one seed")
     device = next(model.parameters()).device
-    zs = [model.sample_z(1, generator=torch.Generator().manual_seed(check_seed(s))) for s in seeds]
+    zs = [model.sample_z(1, generator=torch.Generator().manual_seed(check_seed(s))) for s in given]
     return torch.cat(zs).to(device)
 
 

@@ -92,7 +92,10 @@ class _FastELU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
         try:
-            y = _like(_kernels()[0](_flat(x)), x)
+            kernels = _kernels()
+            if kernels is None:
+                raise RuntimeError("the fused ELU kernels are not available")
+            y = _like(kernels[0](_flat(x)), x)
         except Exception as e:  # a recompile refused, a compiler error: torch's ELU from now on
             _give_up(e)
             y = F.elu(x)
@@ -106,7 +109,10 @@ class _FastELU(torch.autograd.Function):
             grad = torch.empty_like(y).copy_(grad)  # y's layout, so memory lines up
         if not _broken:
             try:
-                return _like(_kernels()[1](_flat(grad), _flat(y)), y)
+                kernels = _kernels()
+                if kernels is None:
+                    raise RuntimeError("the fused ELU kernels are not available")
+                return _like(kernels[1](_flat(grad), _flat(y)), y)
             except Exception as e:
                 _give_up(e)
         return torch.ops.aten.elu_backward(grad, 1.0, 1, 1, True, y)

@@ -143,11 +143,11 @@ def step_seed(seed: int, step: int) -> int:
 
 def apply(v: Tensor, d: Draw) -> Tensor:
     """T(v) for images v (B, C, H, W) in [-1, 1] under the drawn parameters; differentiable in v."""
-    if d.color is not None:
+    if d.color is not None and d.color_on is not None:
         v = _color(v, d.color.to(v.dtype), d.color_on)
     if d.shift is not None:
         v = _translate(v, d.shift)
-    if d.cut is not None:
+    if d.cut is not None and d.cut_on is not None:
         v = _cutout(v, d.cut, d.cut_on)
     return v
 

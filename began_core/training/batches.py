@@ -3,12 +3,17 @@ processes see the same data with no sampler state to save."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ..config import ConfigError
 from ..data.dataset import ImageDataset
 from .distributed import Dist
+
+if TYPE_CHECKING:
+    from .heldout import Subset
 
 
 class Batches:
@@ -26,7 +31,7 @@ class Batches:
 
     def __init__(
         self,
-        dataset: ImageDataset,
+        dataset: ImageDataset | Subset,
         batch_size: int,
         seed: int,
         d: Dist | None = None,

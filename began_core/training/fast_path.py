@@ -35,6 +35,8 @@ GRAPH_AUTO = False
 def native_bf16() -> str | None:
     """The processor's bf16 matrix units by name ("AMX", "AVX-512 BF16"), None without."""
     cpu = getattr(torch, "cpu", None)
+    if cpu is None:
+        return None
     try:
         if cpu._is_amx_tile_supported():
             return "AMX"

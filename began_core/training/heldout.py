@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigError
+from ..data.dataset import ImageDataset
 from ..equilibrium import ae_loss
 from ..nn.model import BEGAN
 
@@ -41,7 +42,9 @@ def split(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[k:]), np.sort(order[:k])
 
 
-def split_dataset(dataset, share: float, seed: int) -> tuple[Subset | object, Subset | None]:
+def split_dataset(
+    dataset: ImageDataset, share: float, seed: int
+) -> tuple[ImageDataset | Subset, Subset | None]:
     """(what D trains on, the held-out images or None) of a dataset, as a run splits it."""
     if share <= 0:
         return dataset, None

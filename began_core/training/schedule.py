@@ -54,12 +54,12 @@ class PlateauHalving:
 
         # As the float rule, in float64 on the device: Python's min(best, mean) keeps best
         # unless mean < best, and max(half, lr_min) keeps half unless lr_min > half.
-        mean, best, lr = f64(total) / count, f64(self.best), f64(lr)
-        better = mean < best * (1.0 - self.tolerance)
-        self.best = torch.where(better | (mean < best), mean, best)
-        half = lr * 0.5
+        mean_t, best, lr_t = f64(total) / count, f64(self.best), f64(lr)
+        better = mean_t < best * (1.0 - self.tolerance)
+        self.best = torch.where(better | (mean_t < best), mean_t, best)
+        half = lr_t * 0.5
         halved = torch.where(half < self.lr_min, torch.full_like(half, self.lr_min), half)
-        return torch.where(better, lr, halved)
+        return torch.where(better, lr_t, halved)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain numbers (read from the device here, at a checkpoint, not per step)."""

@@ -68,7 +68,7 @@ class TrainStep:
         if augment is not None and (draws or augment.draws is None):
             augment.draws = draws or path.draws
         if self.channels_last:
-            model.to(memory_format=torch.channels_last)
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         set_fast_elu(model, path.fast_elu)
         betas = (cfg.beta1, cfg.beta2)
         # On CUDA the learning rate is a device tensor that both optimizers read where they
@@ -96,7 +96,8 @@ class TrainStep:
         self.G_train: torch.nn.Module = DDP(model.G) if d.active else model.G
         self.D_train: torch.nn.Module = DDP(model.D) if d.active else model.D
         if path.compile:
-            self.G_train, self.D_train = torch.compile(self.G_train), torch.compile(self.D_train)
+            self.G_train = torch.compile(self.G_train)  # type: ignore[assignment]
+            self.D_train = torch.compile(self.D_train)  # type: ignore[assignment]
         # G_ema and any swept averages (ema.py), after the layout change so they share it.
         self.averages = Averages(model, cfg) if half_lives(cfg) else None
         # G_ema's weights 1 - beta, one device tensor per average, filled by `begin`; None:

@@ -198,9 +198,15 @@ class Trainer:
         self.plateau = PlateauHalving(cfg_t.lr_window, cfg_t.lr_tolerance, cfg_t.lr_min)
         # The learning rate is a tensor where the step runs (CUDA), read only to log and save.
         self.lr_device = device if device.type == "cuda" else torch.device("cpu")
-        self.lr, self.step, self.wall_before = self._as_lr(cfg_t.lr), 0, 0.0
+        self.lr: torch.Tensor | float = self._as_lr(cfg_t.lr)
+        self.step, self.wall_before = 0, 0.0
         self.saved_at = -1  # step of the newest checkpoint; every rank tracks it the same way
         return checkpoint
+
+    def _z_gen(self) -> torch.Generator:
+        if self.step_fn.z_gen is None:  # only a step built on the meta device has none
+            raise RuntimeError("this training step has no noise generator to save or restore")
+        return self.step_fn.z_gen
 
     def _as_lr(self, value: float) -> torch.Tensor:
         return torch.tensor(value, dtype=torch.float64, device=self.lr_device)
@@ -220,7 +226,7 @@ class Trainer:
         self.lr, self.step = self._as_lr(state["lr"]), state["step"]
         self.wall_before = state["wall_time"]
         self.saved_at = self.step
-        if not training_state.restore_rng(state, step_fn.z_gen, d.rank, d.world) and d.main:
+        if not training_state.restore_rng(state, self._z_gen(), d.rank, d.world) and d.main:
             print(
                 f"note: resumed with {d.world} process(es) where {len(state['rng_z'])} saved the "
                 "checkpoint; weights, optimizers, k_t and lr are exact, the noise draws re-seeded.",
@@ -397,14 +403,14 @@ class Trainer:
         if not as_best:
             self.saved_at = self.step
         d, step_fn, cfg_t = self.d, self.step_fn, self.config.train
-        z_states = d.gather(step_fn.z_gen.get_state().cpu())  # every rank takes part
+        z_states = d.gather(self._z_gen().get_state().cpu())  # every rank takes part
         if not d.main:
             return None
         step, wall, last, best = self.step, self.wall, self.last, self.best
 
         def write(tmp: Path) -> None:
             hardware = hardware_name(self.device, d.world)
-            facts = dict(step=step, wall_time=wall, hardware=hardware, metrics=last)
+            facts: dict[str, Any] = dict(step=step, wall_time=wall, hardware=hardware, metrics=last)
             card = model_card(
                 self.config,
                 **facts,
@@ -519,7 +525,7 @@ class _RankLog:
 
     def write(self, step: int, k_t: float, lr: float) -> None:
         if self.path and self.count:
-            L_x, L_G, L_D = (self.total / self.count).tolist()
+            L_x, L_G, L_D = torch.as_tensor(self.total / self.count).tolist()
             self._append({"step": step, "L_x": L_x, "L_G": L_G, "L_D": L_D, "k_t": k_t, "lr": lr})
             self.total, self.count = 0.0, 0
 
@@ -531,6 +537,8 @@ class _RankLog:
             self._append({"final": True, "k_t": k_t, "lr": lr, "weights": digest.hexdigest()})
 
     def _append(self, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
@@ -540,7 +548,8 @@ class _Sums:
     """Per-step values summed on the device; read (one host sync) once per logging interval."""
 
     def __init__(self, device: torch.device) -> None:
-        self.device, self.totals, self.count = device, {}, 0
+        self.device, self.count = device, 0
+        self.totals: dict[str, torch.Tensor | float] = {}
 
     def add(self, **values: torch.Tensor) -> None:
         for k, v in values.items():
@@ -634,7 +643,16 @@ def _check_resume(run: RunDir, config: RunConfig) -> Path:
         raise CheckpointError(
             f"cannot resume {run.path} with another model: {describe_mismatch(config.model, stored.model)}."
         )
-    frozen = ("batch_size", "gamma", "lambda_k", "eta", "beta1", "beta2", "seed", "lr_window")
+    frozen: tuple[str, ...] = (
+        "batch_size",
+        "gamma",
+        "lambda_k",
+        "eta",
+        "beta1",
+        "beta2",
+        "seed",
+        "lr_window",
+    )
     frozen += ("augment", "augment_p", "heldout_every")
     changed = [k for k in frozen if getattr(stored.train, k) != getattr(config.train, k)]
     if changed or stored.data != config.data:
