@@ -335,12 +335,16 @@ def cpu_model() -> str:
 
 
 def commit(checkout: Path) -> str:
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        out = subprocess.run(
-            ["git", "log", "-1", "--format=%h %s"], cwd=checkout, capture_output=True,
-            text=True, check=True,
-        )  # fmt: skip
-        return out.stdout.strip()[:100]
+    """What was measured: the last commit that changed the dashboard (app/), and HEAD."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    app = git("log", "-1", "--format=%h %s", "--", "app")
+    if app:
+        dirty = " (uncommitted changes in app/)" if git("status", "--short", "--", "app") else ""
+        return f"app/ at {app[:90]}{dirty}; HEAD {git('rev-parse', '--short', 'HEAD')}"
     marker = checkout / "COMMIT"  # a tree unpacked with git archive: written beside it
     return marker.read_text().strip() if marker.is_file() else "?"
 

@@ -242,3 +242,19 @@ def test_a_long_run_sends_a_decimated_figure(path):
     assert all(t.x[-1] == 44_999 for t in fig.data)
     fig = charts.compare_figure([("a", 0.5, metrics), ("b", 0.7, metrics)])
     assert all(len(t.x) <= charts.MAX_POINTS for t in fig.data)
+
+
+def test_the_runs_page_parses_only_the_runs_it_plots(runs_dir):
+    """With many runs, the table needs each one's newest record: read from the file's end.
+    Only the runs compared (three by default) have their whole log parsed and held."""
+    from test_app import app, fake_run
+
+    from app import widgets
+
+    for i in range(10):
+        fake_run(runs_dir, f"run{i}", records=50)
+    at = app().switch_page("views/runs.py").run()
+    assert not at.exception and len(at.dataframe[0].value["run"]) == 10
+    assert list(at.dataframe[0].value["step"]) == [100] * 10
+    held = [p for p in widgets._logs()._logs if os.fsdecode(p).startswith(str(runs_dir))]
+    assert len(held) == 3 == len(at.multiselect(key="compare").value)
