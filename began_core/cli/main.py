@@ -1,4 +1,5 @@
-"""`python -m began_core train | sample | datasets | evaluate | export | push`: the command line."""
+"""`python -m began_core train | sample | datasets | evaluate | export | push | cache`: the
+command line."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from ..config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, check_seed
 from ..flags import FLAGS, config_from_flags, seed_flag
-from . import evaluate, export, push
+from . import cache, evaluate, export, push
 
 DESCRIPTION = """\
 BEGAN (Boundary Equilibrium GAN, Berthelot, Schumm and Metz 2017): the discriminator is an
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     export.add_parser(sub)
     push.add_parser(sub)
+    cache.add_parser(sub)
     return p
 
 
@@ -375,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": evaluate.main,
         "export": export.main,
         "push": push.main,
+        "cache": cache.main,
     }
     try:
         return commands[args.command](args)

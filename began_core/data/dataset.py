@@ -207,6 +207,11 @@ def _decode_job(job) -> np.ndarray | str:
         return f"{type(e).__name__}: {e}"
 
 
+def _close_zips() -> None:
+    while _ZIPS:
+        _ZIPS.popitem()[1].close()
+
+
 def _decode_chunk(jobs: list) -> list[np.ndarray | str]:
     return [_decode_job(j) for j in jobs]
 
@@ -280,6 +285,7 @@ def decode_to_dataset(jobs: list, key: dict, *, cache: bool = True, **info) -> I
             ds._hold = hold
             return ds
     shape, hold, tmp = (n, ch, res, res), None, None
+    _close_zips()  # one opened by an earlier decode may since have been rewritten
     kept: list[int] = []
     errors: list[str] = []
     with _stop_requests() as stop:
@@ -325,6 +331,7 @@ def decode_to_dataset(jobs: list, key: dict, *, cache: bool = True, **info) -> I
             else:
                 arr = arr[: len(kept)]
         finally:
+            _close_zips()
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.remove(tmp)
@@ -352,9 +359,18 @@ def _in_memory(shape: tuple[int, ...], source: str) -> np.ndarray:
         raise _memory_error(shape, source, avail) from None
 
 
-def _memory_error(shape: tuple[int, ...], source: str, avail: int | None) -> DatasetError:
+def _memory_error(
+    shape: tuple[int, ...], source: str, avail: int | None, mapped: bool = False
+) -> DatasetError:
     n, _, res, _ = shape
     have = f"{_size(avail)} is available" if avail is not None else "the allocation failed"
+    if mapped:  # the cache's memory map was refused: address space (ulimit -v), not disk
+        return DatasetError(
+            f"not enough memory to decode {source!r}: mapping the cache file of its {n:,} "
+            f"images at {res}x{res} needs {_size(int(np.prod(shape)))} of address space, and "
+            f"{have}. Raise the process's memory limit (ulimit -v), use fewer images "
+            "(--max-images) or a lower --resolution."
+        )
     return DatasetError(
         f"not enough memory to decode {source!r}: its {n:,} images at {res}x{res} need "
         f"{_size(int(np.prod(shape)))} in memory, and {have}. Free memory, use fewer images "
@@ -577,7 +593,7 @@ def _reserve(
         if e.errno in _FULL:
             raise _disk_error(folder, shape, source, shutil.disk_usage(folder).free) from None
         if e.errno == errno.ENOMEM:  # the map needs address space: ulimit -v, or vm limits
-            raise _memory_error(shape, source, available_memory()) from None
+            raise _memory_error(shape, source, available_memory(), mapped=True) from None
         if e.errno in _DENIED:
             _not_writable(folder, e)
             return None
