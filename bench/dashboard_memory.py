@@ -168,19 +168,25 @@ def cpu(proc: psutil.Process) -> float:
 
 class Finished:
     """Counts the script runs (whole page or fragment) the server reports finished, from the
-    ForwardMsgs on the page's websockets."""
+    ForwardMsgs on the page's newest websocket, with the server's CPU time at each."""
 
-    def __init__(self, page) -> None:
+    def __init__(self, page, proc: psutil.Process) -> None:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-        self.count, self._msg = 0, ForwardMsg
-        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
+        self.count, self.cpu_at, self._msg, self._proc = 0, [], ForwardMsg, proc
+        self._current = None
+        page.on("websocket", self._open)
 
-    def _frame(self, payload) -> None:
-        if isinstance(payload, str):
+    def _open(self, ws) -> None:
+        self._current = ws  # a reload's new session; the old one's last words do not count
+        ws.on("framereceived", lambda payload: self._frame(ws, payload))
+
+    def _frame(self, ws, payload) -> None:
+        if ws is not self._current or isinstance(payload, str):
             return
         with contextlib.suppress(Exception):  # not every frame need parse
             if self._msg.FromString(payload).WhichOneof("type") == "script_finished":
+                self.cpu_at.append(cpu(self._proc))
                 self.count += 1
 
 
@@ -215,13 +221,14 @@ def settle(page, finished: Finished, before: int, timeout_s: float = 300) -> Non
 
 
 def load(page, finished: Finished, proc: psutil.Process, url: str, ready: str) -> float:
-    """Open `url` and wait for `ready` (a CSS selector) and the page to settle: the server's
-    CPU seconds for it."""
+    """Open `url`, wait for `ready` (a CSS selector) and the page to settle: the server's CPU
+    seconds from the request until its first script run had finished (serving the page and
+    the whole script, the live parts' first drawing included; not their later refreshes)."""
     start, runs = cpu(proc), finished.count
     page.goto(url)
     page.locator(ready).first.wait_for(timeout=TIMEOUT_MS)
     settle(page, finished, runs)
-    return cpu(proc) - start
+    return finished.cpu_at[runs] - start
 
 
 def watch_live(args, checkout: Path, tmp: Path, browser) -> dict:
@@ -237,7 +244,7 @@ def watch_live(args, checkout: Path, tmp: Path, browser) -> dict:
         with server(checkout, runs, pretrained, tmp / "live.log") as (url, proc):
             page = browser.new_page(viewport={"width": 1500, "height": 1900})
             page.set_default_timeout(TIMEOUT_MS)
-            finished = Finished(page)
+            finished = Finished(page, proc)
             rss_start_server = proc.memory_info().rss / 2**20
             start = cpu(proc)
             time.sleep(IDLE_S)  # what the server costs with no page open, for reference
@@ -305,7 +312,7 @@ def compare_runs(args, checkout: Path, tmp: Path, browser) -> dict:
     with server(checkout, runs, pretrained, tmp / "compare.log") as (url, proc):
         page = browser.new_page(viewport={"width": 1500, "height": 1900})
         page.set_default_timeout(TIMEOUT_MS)
-        finished = Finished(page)
+        finished = Finished(page, proc)
         first = load(page, finished, proc, f"{url}/runs", ".js-plotly-plot")
         toggle = page.get_by_test_id("stMain").get_by_text("Log scale", exact=True)
         clicks = []
@@ -313,7 +320,7 @@ def compare_runs(args, checkout: Path, tmp: Path, browser) -> dict:
             start, runs0 = cpu(proc), finished.count
             toggle.click()
             settle(page, finished, runs0)
-            clicks.append(cpu(proc) - start)
+            clicks.append(finished.cpu_at[runs0] - start)
         rss = proc.memory_info().rss / 2**20
         page.close()
     return {
