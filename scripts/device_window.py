@@ -775,17 +775,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unscored(runs: Path, results: dict, every: int) -> bool:
+def _unscored(runs: Path, results: dict, every: int, until: int) -> bool:
     """Whether a checkpoint at a multiple of `every` has no row yet (no torch needed)."""
     done = {(r.get("run"), r.get("step")) for r in results.get("rows", [])}
     for gamma in GAMMAS:
         for path in (runs / f"gamma{gamma}" / "checkpoints").glob("step_*"):
             m = re.fullmatch(r"step_(\d+)", path.name)
-            if (
-                m
-                and int(m.group(1)) % every == 0
-                and (f"gamma{gamma}", int(m.group(1))) not in done
-            ):
+            step = int(m.group(1)) if m else -1
+            if 0 <= step <= until and step % every == 0 and (f"gamma{gamma}", step) not in done:
                 return True
     return False
 
@@ -795,7 +792,7 @@ def _score_pass(runs, target, scratch, args, env, children, deadline) -> bool:
     generators' scores (the reference) are computed first, once, by a process given no runs."""
     results = read_json(target, {}) or {}
     children.clear()
-    if not _unscored(runs, results, args.every):
+    if not _unscored(runs, results, args.every, args.until):
         return False
     if not results.get("reference"):
         write_json(scratch / "gamma-reference.json", results)
@@ -820,14 +817,9 @@ def _score_pass(runs, target, scratch, args, env, children, deadline) -> bool:
             "reference": results.get("reference", {}),
         }
         write_json(scratch / f"gamma{gamma}.json", own)
-        command = [sys.executable, "-m", "scripts.score_runs", str(folder), "--every"]
-        command += [
-            str(args.every),
-            "--n",
-            str(args.n),
-            "--json",
-            str(scratch / f"gamma{gamma}.json"),
-        ]
+        command = [sys.executable, "-m", "scripts.score_runs", str(folder)]
+        command += ["--every", str(args.every), "--until", str(args.until), "--n", str(args.n)]
+        command += ["--json", str(scratch / f"gamma{gamma}.json")]
         children.append(subprocess.Popen(command, cwd=ROOT, env=env))
     _wait(children, deadline)
     _merge(target, scratch)
@@ -956,6 +948,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--work", type=Path, required=True)
     s.add_argument("--every", type=int, default=1000)
     s.add_argument("--n", type=int, default=562)
+    s.add_argument("--until", type=int, default=10**9, help="last step scored")
     s.add_argument("--seconds", type=float, default=60)
     s.add_argument("--until-file", type=Path, default=None)
     s.add_argument("--pause", type=int, default=10)

@@ -19,20 +19,21 @@
 #
 # Options: --budget S (default 540), --tests-s S (90), --bench-s S (150), --runs DIR
 # (default runs/window64), --work DIR (default runs/window-work), --max-steps N (200000),
+# --stop-at N (stop once every run reached step N; default: at the budget's training share),
 # --skip tests,bench,train,score,export. --dry-run: every stage on the CPU at a toy size.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 PY=${PYTHON:-python3}
 helper() { "$PY" -m scripts.device_window "$@"; }
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 die() {
   echo "error: $*" >&2
   exit 2
 }
 number() { [[ $2 =~ ^[0-9]+$ ]] || die "$1 needs a whole number of seconds or steps, not '$2'"; }
 
-dry=0 budget='' tests_s='' bench_s='' runs='' work='' max_steps=200000 skip='' out=''
+dry=0 budget='' tests_s='' bench_s='' runs='' work='' max_steps=200000 stop_at='' skip='' out=''
 train_flags=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -49,6 +50,7 @@ while [ $# -gt 0 ]; do
     --tests-s) number "$1" "${2-}"; tests_s=$2; shift ;;
     --bench-s) number "$1" "${2-}"; bench_s=$2; shift ;;
     --max-steps) number "$1" "${2-}"; max_steps=$2; shift ;;
+    --stop-at) number "$1" "${2-}"; stop_at=$2; shift ;;
     --runs) [ -n "${2-}" ] || die "--runs needs a folder"; runs=$2; shift ;;
     --work) [ -n "${2-}" ] || die "--work needs a folder"; work=$2; shift ;;
     --skip) skip=,${2-},; shift ;;
@@ -77,15 +79,16 @@ if [ $dry = 1 ]; then
   budget=${budget:-600} tests_s=${tests_s:-120} bench_s=${bench_s:-120}
   work=${work:-$(mktemp -d)/work}
   runs=${runs:-$(dirname "$work")/runs64}
-  device=cpu every=2 score_n=16 export_n=16 stop_at=2 grace=90 reserve_score=120
+  device=cpu every=2 until=2 score_n=16 export_n=16 stop_at=${stop_at:-2} grace=90 reserve_score=120
   reserve_export=120 reserve_pack=40 min_train=5 busy=0 stop_margin=0
   toy=(--filters 8 --h-dim 16 --z-dim 16 --log-every 1 --sample-every 2 --checkpoint-every 2
-    --score-every 2 --heldout-every 2 --ema-kimg 1 --ema-sweep 2)
+    --score-every 2 --heldout-every 2 --ema-kimg 1)
   bench_args=(--dry-run --profile)
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} # two cores shared by many processes
 else
   budget=${budget:-540} tests_s=${tests_s:-90} bench_s=${bench_s:-150}
   runs=${runs:-runs/window64} work=${work:-runs/window-work}
-  device=cuda every=1000 score_n=562 export_n='' stop_at=0 grace=60 reserve_score=45
+  device=cuda every=1000 until=1000000000 score_n=562 export_n='' stop_at=${stop_at:-0} grace=60 reserve_score=45
   reserve_export=90 reserve_pack=30 min_train=30 busy=4 stop_margin=15
   toy=(--ema-kimg 1 --ema-sweep '0.5,2,5,10')
   bench_args=(--device cuda --profile --min-s 1.5)
@@ -231,7 +234,7 @@ else
   if ! skipped score; then
     # until the training ends; a pass under way then may go on into the score stage's time
     helper score "$runs" --json "$runs/scores-64.json" --work "$work" --every "$every" \
-      --n "$score_n" --seconds $((budget - reserve_export - reserve_pack - 5 - SECONDS)) \
+      --until "$until" --n "$score_n" --seconds $((budget - reserve_export - reserve_pack - 5 - SECONDS)) \
       --until-file "$work/train.done" \
       --busy-cores "$busy" >"$work/logs/score-alongside.log" 2>&1 &
     score_pid=$!
@@ -282,8 +285,8 @@ fi
 score_s=$(left $((reserve_export + reserve_pack)))
 [ "$score_s" -gt "$reserve_score" ] && score_s=$reserve_score
 stage score "$score_s" $((reserve_export + reserve_pack)) "$PY" -m scripts.device_window score "$runs" \
-  --json "$runs/scores-64.json" --work "$work" --every "$every" --n "$score_n" \
-  --seconds $((score_s - 5))
+  --json "$runs/scores-64.json" --work "$work" --every "$every" --until "$until" \
+  --n "$score_n" --seconds $((score_s - 5))
 export_args=("$runs" --scores "$runs/scores-64.json" --work "$work" --every "$every")
 [ -n "$export_n" ] && export_args+=(--n "$export_n")
 stage export "$reserve_export" "$reserve_pack" "$PY" -m scripts.device_window export "${export_args[@]}"
