@@ -137,7 +137,9 @@ def test_fingerprint_of_200000_files_is_fast(tmp_path):
     jobs = [(None, files[i % 20]) for i in range(200_000)]
     start = time.perf_counter()
     fingerprint = dataset.files_fingerprint(jobs)
-    assert time.perf_counter() - start < 10  # about 0.6 s on a 2-core EPYC
+    # Measured: 200,000 distinct files 2.6-2.9 s on a busy 2-core EPYC (the folder's scan
+    # before it, 10.7 s); these repeated ones, in the kernel's cache, take 1-2 s.
+    assert time.perf_counter() - start < 10
     assert fingerprint["count"] == 200_000
 
 
@@ -222,6 +224,21 @@ def test_memory_map_refused_for_memory_is_a_memory_message_and_leaves_nothing(
     assert "not enough memory to decode" in str(info.value)
     assert "writable folder" not in str(info.value)
     assert entries(cache) == []
+
+
+def test_unwritable_cache_folder_decodes_into_memory_with_a_warning(tmp_path, cache, monkeypatch):
+    for i in range(3):
+        bmp(tmp_path / "data" / f"{i}.bmp", (i, 0, 0))
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: mode != os.W_OK and real(p, mode))
+    with pytest.warns(UserWarning, match="cannot write the dataset cache in .*Set BEGAN_CACHE"):
+        ds = open_dataset(tmp_path / "data", 8)
+    assert len(ds) == 3 and ds.cache_path is None
+    assert not list((cache / "arrays").glob("*"))
+    monkeypatch.setattr(dataset, "available_memory", lambda: 10)  # and memory is checked there
+    with pytest.warns(UserWarning, match="cannot write"), pytest.raises(DatasetError) as info:
+        open_dataset(tmp_path / "data", 8)
+    assert "not enough memory to decode" in str(info.value)
 
 
 def test_error_while_decoding_leaves_no_temp_file(tmp_path, cache, monkeypatch):
