@@ -679,13 +679,69 @@ def _top(path: Path, into: Path, runs_into: Path) -> str:
 
 
 def cmd_bench(rest: list[str]) -> int:
-    """bench/bench.py as it is, with the window's grid order (the targets first)."""
+    """bench/bench.py as it is, with the window's grid order (the targets first) and its
+    results written whole (temp file, rename): the window's time limit ends the bench with
+    SIGTERM, which must not leave half a JSON file behind."""
     import importlib
 
     bench = importlib.import_module("bench.bench")
     bench.CUDA_GRID = WINDOW_GRID
+
+    def write_results(stem: Path, result: dict, table: str) -> None:
+        write_json(stem.with_suffix(".json"), result)
+        tmp = stem.with_name(f".{stem.name}.md.tmp")
+        tmp.write_text(table, encoding="utf-8")
+        os.replace(tmp, stem.with_suffix(".md"))
+
+    bench.write_results = write_results
     sys.argv = ["bench/bench.py", *rest]
     return bench.main()
+
+
+def cmd_env() -> int:
+    """What the window ran on: the GPU, torch, CUDA and cuDNN, the packages present."""
+    import importlib.metadata as md
+    import platform
+
+    def run(command: list[str]) -> str:
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            return (done.stdout + done.stderr).strip()
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"{command[0]}: not available ({e})"
+
+    print("== date", now_iso(), sep="\n")
+    print("== machine", platform.platform(), f"{os.cpu_count()} CPUs", sep="\n")
+    print(run(["sh", "-c", "free -g; df -h ."]))
+    print("== nvidia-smi", run(["nvidia-smi"]), sep="\n")
+    print("== python", sys.version.split()[0], sep="\n")
+    import torch
+
+    print(
+        "torch",
+        torch.__version__,
+        "cuda",
+        torch.version.cuda,
+        "available",
+        torch.cuda.is_available(),
+    )
+    if torch.cuda.is_available():
+        print("device", torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))
+        print("cudnn", torch.backends.cudnn.version())
+    names = ("numpy", "pillow", "safetensors", "huggingface-hub", "tqdm", "pytest")
+    for name in (*names, "pytest-timeout", "psutil"):
+        try:
+            print(name, md.version(name))
+        except md.PackageNotFoundError:
+            print(name, "not installed")
+    try:
+        import began_core
+
+        print("began_core from", Path(began_core.__file__).parent)
+    except Exception as e:  # the report says so; the stages will fail on their own
+        print("began_core does not import:", e)
+    print("== checkout", run(["git", "-C", str(ROOT), "rev-parse", "HEAD"]), sep="\n")
+    return 0
 
 
 def cmd_steps(runs: Path) -> int:
@@ -928,6 +984,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "bench":
         return cmd_bench(argv[1:])
+    if argv == ["env"]:
+        return cmd_env()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("steps", help="lowest step of the gamma runs")

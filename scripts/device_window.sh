@@ -117,7 +117,7 @@ log() { echo "[$(date -u +%H:%M:%S) +${SECONDS}s] $*" | tee -a "$out/window.log"
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 printf '{"started": "%s", "budget_s": %s, "dry_run": %s, "hardware": "%s"}\n' "$started" \
   "$budget" "$([ $dry = 1 ] && echo true || echo false)" \
-  "$( (nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "no GPU: CPU") |
+  "$( (timeout 20 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "no GPU: CPU") |
     head -n 1 | sed 's/["\\]//g')" >"$work/window.json"
 log "window: budget ${budget}s, output $out, runs $runs, work $work$([ $dry = 1 ] && echo ', dry run')"
 
@@ -166,34 +166,8 @@ dryflag=()
 [ $dry = 1 ] && dryflag=(--dry-run)
 
 # ---------------------------------------------------------------- 1 env
-env_report() {
-  echo "== date"; date -u
-  echo "== machine"; uname -a; nproc; free -g 2>/dev/null; df -h . 2>/dev/null
-  echo "== nvidia-smi"; nvidia-smi 2>&1 || echo "nvidia-smi: not available"
-  echo "== python"
-  "$PY" - <<'EOF'
-import importlib.metadata as md, platform, sys
-import torch
-print("python", sys.version.split()[0], platform.machine())
-print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
-if torch.cuda.is_available():
-    print("device", torch.cuda.get_device_name(0), "capability", torch.cuda.get_device_capability(0))
-    print("cudnn", torch.backends.cudnn.version())
-for name in ("numpy", "pillow", "safetensors", "huggingface-hub", "tqdm", "pytest", "pytest-timeout", "psutil"):
-    try:
-        print(name, md.version(name))
-    except md.PackageNotFoundError:
-        print(name, "not installed")
-try:
-    import began_core
-    print("began_core from", began_core.__file__)
-except Exception as e:
-    print("began_core does not import:", e)
-EOF
-  echo "== checkout"; git rev-parse HEAD 2>/dev/null || echo "no git here"
-}
 post=$((reserve_score + reserve_export + reserve_pack))
-stage env 30 $((post + min_train)) bash -c "$(declare -f env_report); PY='$PY' env_report > '$work/env.txt' 2>&1; cat '$work/env.txt'"
+stage env 30 $((post + min_train)) bash -o pipefail -c "'$PY' -m scripts.device_window env | tee '$work/env.txt'"
 if [ $dry = 0 ] && ! "$PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
   log "torch sees no CUDA device here: the GPU stages will fail (use --dry-run on a CPU)"
 fi
