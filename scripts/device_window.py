@@ -581,7 +581,10 @@ def unpack(src: Path, into: Path, runs_into: Path | None, force: bool) -> int:
             f"error: {src} holds a dry run's results (toy sizes on the CPU), not results to "
             "keep in this checkout; give --into DIR to unpack them elsewhere."
         )
-    runs_into = (runs_into or into / "runs" / "window64").resolve()
+    named = str((manifest.get("window") or {}).get("runs") or "runs/window64")
+    if Path(named).is_absolute() or ".." in Path(named).parts:
+        named = "runs/window64"
+    runs_into = (runs_into or into / named).resolve()
     stamp = re.sub(r"[^0-9A-Za-z]", "", str((manifest.get("window") or {}).get("started", "")))
     targets: dict[Path, bytes] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -115,8 +115,10 @@ fi
 echo "$runs" >"$work/runs"
 log() { echo "[$(date -u +%H:%M:%S) +${SECONDS}s] $*" | tee -a "$out/window.log"; }
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-printf '{"started": "%s", "budget_s": %s, "dry_run": %s, "hardware": "%s"}\n' "$started" \
-  "$budget" "$([ $dry = 1 ] && echo true || echo false)" \
+runs_rel='' # where --unpack puts the runs back: the same folder of the checkout, if inside it
+case $runs in "$PWD"/*) runs_rel=${runs#"$PWD"/} ;; esac
+printf '{"started": "%s", "budget_s": %s, "dry_run": %s, "runs": "%s", "hardware": "%s"}\n' \
+  "$started" "$budget" "$([ $dry = 1 ] && echo true || echo false)" "${runs_rel//\"/}" \
   "$( (timeout 20 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "no GPU: CPU") |
     head -n 1 | sed 's/["\\]//g')" >"$work/window.json"
 log "window: budget ${budget}s, output $out, runs $runs, work $work$([ $dry = 1 ] && echo ', dry run')"
