@@ -127,6 +127,8 @@ def test_a_markdown_run_name_reads_as_spelled_in_the_browser(tmp_path):
             page.locator(".legendtext").first.wait_for()
             legend = page.locator(".legendtext").all_text_contents()
             assert f"{MARKUP_NAME} (γ=0.5)" in legend
+            captions = main.get_by_test_id("stImageCaption").all_inner_texts()
+            assert f"{MARKUP_NAME} (γ=0.5), step 80" in captions  # a caption is plain text
 
 
 def test_dashboard_says_what_is_wrong_with_a_hand_edited_config(runs_dir):

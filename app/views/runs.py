@@ -53,8 +53,8 @@ def runs_table(infos: list[widgets.RunInfo], read_only: bool) -> None:
     for info in infos:
         problem = info.config_problem(read_only)
         if problem:
-            text = f"**{widgets.plain(info.name)}**: {widgets.plain(problem)}"
-            st.warning(text, icon=":material/warning:")
+            said = f"**{widgets.plain(info.name)}**: {widgets.plain(problem)}"
+            st.warning(said, icon=":material/warning:")
     watch, go = st.columns([0.7, 0.3], vertical_alignment="bottom")
     name = watch.selectbox("Watch a run live", [i.name for i in infos], key="watch")
     if go.button("Open in Train", icon=":material/monitoring:", width="stretch"):
@@ -113,7 +113,7 @@ def compare(infos: list[widgets.RunInfo]) -> None:
             if png is None:
                 st.caption(f"{widgets.plain(label[info.name])}: no grid yet")
             else:
-                caption = f"{label[info.name]}, step {samples[-1][0]:,}"
+                caption = f"{widgets.plain(label[info.name])}, step {samples[-1][0]:,}"
                 st.image(png, caption=caption, width="stretch", output_format="PNG")
 
 
