@@ -8,6 +8,7 @@ stops a decode at once, also one that runs in a process pool.
 Every test has its own BEGAN_CACHE: the user's ~/.cache/began_studio is never touched.
 """
 
+import contextlib
 import errno
 import gc
 import os
@@ -467,6 +468,43 @@ def test_signal_to_the_process_group_stops_a_pool_decode(tmp_path, cache, sig):
     assert proc.returncode == 2 and "error: stopped while decoding" in last, err[-2000:]
     assert decoded(got) < 600 and "Traceback" not in err and "KeyboardInterrupt" not in err
     assert entries(cache) == [] and not out.exists()
+
+
+def in_group(pgid: int) -> list[int]:
+    """The live processes of a process group (zombies are dead)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_end_when_their_parent_is_killed(tmp_path, cache):
+    """SIGKILL reaches the parent alone. Workers (and their forkserver) ignore a SIGTERM sent to
+    the group; none of them may outlive the parent, waiting for work that will never come."""
+    folder, out = big_images(tmp_path / "big", 600), tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", POOL_TRAIN, "train", "--out", str(out), "--data", str(folder)],
+        cwd=ROOT,
+        env={**os.environ, "BEGAN_CACHE": str(cache)},
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    got = reading(proc.stderr)
+    try:
+        wait_until(lambda: decoded(got) > 0, 180, "the workers to decode")
+        assert len(in_group(proc.pid)) > 2  # the parent, its forkserver and workers
+        proc.kill()
+        proc.wait(timeout=10)
+        wait_until(lambda: not in_group(proc.pid), 30, "the workers to end")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 # A script that opens a folder with Python's default signal handling (a notebook, a script).

@@ -212,6 +212,18 @@ def _close_zips() -> None:
         _ZIPS.popitem()[1].close()
 
 
+def _worker_signals(leaving: Any) -> None:
+    """Pool initializer: SIGINT is ignored; SIGTERM ends the worker only once the parent has
+    set `leaving` (its own terminate), not when it reached the whole process group."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def on_term(_signum: int, _frame: Any) -> None:
+        if leaving.is_set():
+            os._exit(1)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
 def _decode_chunk(jobs: list) -> list[np.ndarray | str]:
     return [_decode_job(j) for j in jobs]
 
@@ -228,26 +240,33 @@ def _results(jobs: list, source: str, stop: Callable[[], bool]):
             # Never "fork": torch's thread pools make a forked child deadlock on their locks.
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-            # Workers ignore SIGINT: a Ctrl-C reaches the whole process group, and a worker it
-            # killed would lose its images, leaving the pool waiting for them for ever. The
-            # parent decides, and leaving the block terminates the workers.
-            ignore = (signal.SIGINT, signal.SIG_IGN)
-            with ctx.Pool(workers, initializer=signal.signal, initargs=ignore) as pool:
-                # Chunks by hand: imap's own chunksize gives an iterator without a timeout.
-                chunks = [jobs[i : i + CHUNK] for i in range(0, n, CHUNK)]
-                results = pool.imap(_decode_chunk, chunks)
-                done = 0
-                while done < n:
-                    if stop():
-                        raise _stopped(source, done, n)
-                    try:
-                        chunk = results.next(timeout=POLL_S)
-                    except multiprocessing.TimeoutError:
-                        continue
-                    for r in chunk:
-                        done += 1
-                        bar.update()
-                        yield r
+            if ctx.get_start_method() == "forkserver":
+                ctx.set_forkserver_preload([f"{__package__}.forkserver_preload"])
+            # A Ctrl-C or a SIGTERM sent to the process group reaches the workers (and the
+            # forkserver: see forkserver_preload) too. A worker it killed would lose its images,
+            # and the pool would wait for them for ever or start others behind our back. So the
+            # parent decides: workers ignore both until it sets `leaving`, and leaving the block
+            # terminates them.
+            leaving = ctx.Event()
+            with ctx.Pool(workers, initializer=_worker_signals, initargs=(leaving,)) as pool:
+                try:
+                    # Chunks by hand: imap's own chunksize gives an iterator without a timeout.
+                    chunks = [jobs[i : i + CHUNK] for i in range(0, n, CHUNK)]
+                    results = pool.imap(_decode_chunk, chunks)
+                    done = 0
+                    while done < n:
+                        if stop():
+                            raise _stopped(source, done, n)
+                        try:
+                            chunk = results.next(timeout=POLL_S)
+                        except multiprocessing.TimeoutError:
+                            continue
+                        for r in chunk:
+                            done += 1
+                            bar.update()
+                            yield r
+                finally:
+                    leaving.set()  # before the with-block terminates them
         else:
             for done, j in enumerate(jobs):
                 if stop():
@@ -324,9 +343,9 @@ def decode_to_dataset(jobs: list, key: dict, *, cache: bool = True, **info) -> I
                     "created": time.time(),
                 }
                 _atomic_write_text(path.with_suffix(".json"), json.dumps(meta))
+                hold = _hold_entry(tmp)  # locked before it is renamed: never evicted unused
                 os.replace(tmp, path)
                 tmp = None
-                hold = _hold_entry(path)
                 arr = np.load(path, mmap_mode="r")
             else:
                 arr = arr[: len(kept)]
@@ -510,7 +529,7 @@ def cache_path(key: dict) -> Path:
 
 def _hold_entry(path: Path) -> Any:
     """The entry opened with a shared lock (released when the process ends): an entry in use
-    is never evicted. None if it was removed in between (or there are no locks here)."""
+    is never evicted. None if it was removed in between."""
     try:
         f = open(path, "rb")  # noqa: SIM115 (held for as long as the dataset lives)
     except OSError:
@@ -587,9 +606,11 @@ def _reserve(
             f.flush()
             _allocate(f.fileno(), offset + nbytes)
         return np.memmap(tmp, np.uint8, "r+", offset=offset, shape=shape), tmp
-    except OSError as e:
+    except BaseException as e:  # a second Ctrl-C too: the temp file never outlives this
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if not isinstance(e, OSError):
+            raise
         if e.errno in _FULL:
             raise _disk_error(folder, shape, source, shutil.disk_usage(folder).free) from None
         if e.errno == errno.ENOMEM:  # the map needs address space: ulimit -v, or vm limits
