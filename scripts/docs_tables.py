@@ -1,0 +1,248 @@
+"""The docs' tables that are copies of a results file, regenerated from that file.
+
+A table lives in README.md or a docs/*.md page between two marker comments,
+
+    <!-- table:NAME -->
+    | ... the table ... |
+    <!-- /table:NAME -->
+
+and TABLES below says which JSON file NAME is made from and how. The formatting is that of
+the script that wrote the JSON (each table names it), so a table here reads as that script's
+own Markdown output does.
+
+    python scripts/docs_tables.py            # rewrite every marked table from its JSON
+    python scripts/docs_tables.py --check    # exit 1, naming each table that differs
+
+Only the standard library: it reads JSON and Markdown, never a model (tests/test_docs.py runs
+the check in a fraction of a second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MARKER = re.compile(
+    r"(?P<open><!-- table:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(?P<close><!-- /table:(?P=name) -->)",
+    re.S,
+)
+OPENING = re.compile(r"<!-- table:([\w.-]+) -->")
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _rule(columns: int) -> str:
+    return "|" + " --- |" * columns
+
+
+# bench/profile_cpu.py: where a CPU step's time goes, per bucket (its `markdown`'s table).
+PROFILE_BUCKETS = (
+    "convolution",
+    "matrix product",
+    "ELU",
+    "up-sampling",
+    "elementwise and reductions",
+    "casts and copies",
+    "allocation",
+    "Adam",
+    "zero_grad",
+    "outside operators",
+)
+
+
+def profile_table(result: dict) -> str:
+    rows = result["rows"]
+    lines = [
+        _row(["bucket", *(f"{r['res']}x{r['res']} n={r['n']}" for r in rows)]),
+        _rule(len(rows) + 1),
+        _row(["step", *(f"{r['step_ms']:.1f} ms" for r in rows)]),
+    ]
+    for b in PROFILE_BUCKETS:
+        cells = [f"{100 * r['ms'][b] / r['step_ms']:.0f}% ({r['ms'][b]:.1f})" for r in rows]
+        lines.append(_row([b, *cells]))
+    return "\n".join(lines)
+
+
+# bench/cpu_options.py: what each CPU option gives, one table per configuration.
+def cpu_options_table(res: int, n: int) -> Callable[[dict], str]:
+    def table(result: dict) -> str:
+        (config,) = [c for c in result["configs"] if (c["res"], c["n"]) == (res, n)]
+        lines = [
+            f"{res}x{res}, n={n} ({config['gflop_per_step']:.1f} GFLOP a step); "
+            f"`train`'s default here: {config['default']}.",
+            "",
+            "| variant | ms/step | img/s | vs reference | of bf16 conv ceiling | first 3 steps |",
+            _rule(6),
+        ]
+        for r in config["rows"]:
+            first = f"{r['first_steps_s']:.1f} s" if r["first_steps_s"] is not None else ""
+            lines.append(
+                f"| {r['variant']} | {r['step_ms']:.1f} | {r['images_per_s']:.1f} | "
+                f"{r['speedup']:.2f}x | {100 * r['of_bf16_conv_ceiling']:.0f}% | {first} |"
+            )
+        return "\n".join(lines)
+
+    return table
+
+
+# bench/bench.py: the whole grid, reference against `train`'s default and the fast path.
+def grid_table(result: dict) -> str:
+    lines = [
+        "| res | n | batch | GFLOP/step | reference img/s | began_core img/s | speed-up "
+        "| of ceilings (mm / conv) | fast img/s | speed-up | of ceilings (mm / conv) |",
+        _rule(11),
+    ]
+
+    def share(v: dict) -> str:
+        return f"{100 * v['of_ceiling']:.0f}% / {100 * v['of_conv_ceiling']:.0f}%"
+
+    for r in result["rows"]:
+        head = f"| {r['resolution']} | {r['n']} | {r['batch']} | {r['gflop_per_step']:.1f} |"
+        if "skipped" in r:
+            lines.append(f"{head} skipped: {r['skipped']} |" + " |" * 6)
+            continue
+        b, f, ref = r["began_core"], r["fast"], r["reference"]
+        lines.append(
+            f"{head} {ref['images_per_s']:.1f} | {b['images_per_s']:.1f} | {r['speedup']:.2f}x | "
+            f"{share(b)} | {f['images_per_s']:.1f} | {r['speedup_fast']:.2f}x | {share(f)} |"
+        )
+    return "\n".join(lines)
+
+
+# scripts/score_runs.py --table: G against G_ema, mean over the gamma runs (its `ema_table`).
+def _half_life(name: str, primary: float) -> float:
+    return -1.0 if name == "G" else primary if name == "G_ema" else float(name.split(":")[1])
+
+
+def ema_table(key: str) -> Callable[[dict], str]:
+    def table(result: dict) -> str:
+        rows = result["rows"]
+        steps = sorted({r["step"] for r in rows})
+        first = min(r["ema_kimg"] for r in rows)
+        names = sorted({r["generator"] for r in rows}, key=lambda n: _half_life(n, first))
+        at = {(r["run"], r["step"], r["generator"]): r[key] for r in rows if key in r}
+        runs = sorted({r["run"] for r in rows})
+        primary = "/".join(f"{k:g}" for k in sorted({r["ema_kimg"] for r in rows}))
+
+        def label(name: str) -> str:
+            if name == "G":
+                return "G"
+            if name == "G_ema":
+                return f"G_ema, {primary} kimg (the run's)"
+            return f"G_ema, {name.split(':')[1]} kimg"
+
+        lines = [_row(["generator", *(f"{s:,}" for s in steps), "beats G"]), _rule(len(steps) + 2)]
+        for name in names:
+            cells, wins, total = [], 0, 0
+            for s in steps:
+                vals = [at[(r, s, name)] for r in runs if (r, s, name) in at]
+                cells.append(f"{statistics.fmean(vals):.1f}" if vals else "")
+                for r in runs:
+                    if name != "G" and (r, s, name) in at and (r, s, "G") in at:
+                        total += 1
+                        wins += at[(r, s, name)] < at[(r, s, "G")]
+            beats = f"{wins} of {total}" if name != "G" else ""
+            lines.append(f"| {label(name)} | {' | '.join(cells)} | {beats} |")
+        return "\n".join(lines)
+
+    return table
+
+
+@dataclass(frozen=True)
+class Table:
+    source: str  # the JSON file, relative to the repository root
+    make: Callable[[dict], str]
+
+
+TABLES: dict[str, Table] = {
+    "cpu-profile-torch-elu": Table("bench/results/cpu-profile-torch-elu.json", profile_table),
+    "cpu-profile": Table("bench/results/cpu-profile.json", profile_table),
+    "cpu-options-64": Table("bench/results/cpu-options.json", cpu_options_table(64, 32)),
+    "cpu-options-32": Table("bench/results/cpu-options.json", cpu_options_table(32, 16)),
+    "cpu-grid": Table("bench/results/cpu.json", grid_table),
+    "ema-32-heldout": Table("docs/scores-32.json", ema_table("heldout_fd")),
+    "ema-32-evaluate": Table("docs/scores-32.json", ema_table("classifier_fd")),
+}
+
+
+def documents(root: Path) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def render(name: str, root: Path) -> str:
+    table = TABLES[name]
+    data = json.loads((root / table.source).read_text(encoding="utf-8"))
+    return table.make(data)
+
+
+def update(text: str, root: Path, problems: list[str], where: str) -> str:
+    """`text` with every marked table regenerated; unknown names and unclosed markers go to
+    `problems`."""
+    closed = {m.group("name") for m in MARKER.finditer(text)}
+    for name in OPENING.findall(text):
+        if name not in closed:
+            problems.append(f"{where}: <!-- table:{name} --> has no <!-- /table:{name} -->")
+
+    def fill(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in TABLES:
+            problems.append(f"{where}: no table named {name!r} (known: {', '.join(TABLES)})")
+            return m.group(0)
+        return m.group("open") + render(name, root) + "\n" + m.group("close")
+
+    return MARKER.sub(fill, text)
+
+
+def run(root: Path, check: bool) -> tuple[list[str], list[str]]:
+    """(tables that differ from their JSON, other problems); rewrites the docs unless `check`."""
+    differ: list[str] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for path in documents(root):
+        if not path.is_file():
+            continue
+        where = path.relative_to(root).as_posix()
+        text = path.read_text(encoding="utf-8")
+        new = update(text, root, problems, where)
+        old_tables = {m.group("name"): m.group("body") for m in MARKER.finditer(text)}
+        new_tables = {m.group("name"): m.group("body") for m in MARKER.finditer(new)}
+        seen |= set(old_tables)
+        for name, body in old_tables.items():
+            if new_tables.get(name) != body:
+                differ.append(f"{where}: table {name} differs from {TABLES[name].source}")
+        if new != text and not check:
+            path.write_text(new, encoding="utf-8")
+    for name in TABLES.keys() - seen:
+        problems.append(f"table {name} ({TABLES[name].source}) is in no document")
+    return differ, problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table differs")
+    p.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    differ, problems = run(args.root, args.check)
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    if args.check:
+        for line in differ:
+            print(f"{line}: run python scripts/docs_tables.py", file=sys.stderr)
+        return 1 if differ or problems else 0
+    for line in differ:
+        print(f"rewrote {line.replace(' differs from ', ' from ')}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
