@@ -30,15 +30,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Each marker is a line of its own (a marker quoted in a sentence is not one).
 MARKER = re.compile(
-    r"(?P<open><!-- table:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(?P<close><!-- /table:(?P=name) -->)",
-    re.S,
+    r"^(?P<open><!-- table:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)"
+    r"^(?P<close><!-- /table:(?P=name) -->)$",
+    re.S | re.M,
 )
-OPENING = re.compile(r"<!-- table:([\w.-]+) -->")
+OPENING = re.compile(r"^<!-- table:([\w.-]+) -->$", re.M)
 
 
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
+
+
+def _row_tight(cells: list[str]) -> str:
+    """A row whose empty cells are written `| |`, as the hand-written tables have them."""
+    return "|" + "".join(f" {c} |" if c else " |" for c in cells)
 
 
 def _rule(columns: int) -> str:
@@ -158,6 +165,75 @@ def ema_table(key: str) -> Callable[[dict], str]:
     return table
 
 
+# scripts/small_data_compare.py's results: the summary of each run, with and without
+# augmentation (its full table is docs/small-data.md).
+SMALL_DATA_RUNS = {
+    "base": "no augmentation",
+    "aug-p0.5": "translation + cutout, p 0.5",
+    "aug-auto": "translation + cutout, p auto",
+}
+SMALL_DATA_AT = (10_000, 15_000)  # the steps whose FD the table shows
+SMALL_DATA_EARLY = 5_000  # "best FD before" this step: what stopping early would have kept
+
+
+def small_data_table(result: dict) -> str:
+    runs = {name: {int(step): v for step, v in result[name].items()} for name in SMALL_DATA_RUNS}
+    last_step = SMALL_DATA_AT[-1]
+
+    def best(steps: dict, before: float = float("inf")) -> tuple[float, int]:
+        return min((v["classifier_fd"], s) for s, v in steps.items() if s < before)
+
+    def at(steps: dict, step: int) -> str:
+        if step in steps:
+            return f"{steps[step]['classifier_fd']:.1f}"
+        end = max(steps)
+        earlier = [s for s in SMALL_DATA_AT if s < step]
+        if not earlier or max(earlier) in steps:  # stopped between the last step shown and this
+            return f"({steps[end]['classifier_fd']:.1f} at {end:,})"
+        return "not run"
+
+    # The lowest best FD and the lowest FD at the last step are the comparison the text makes.
+    lowest_best = min(best(s)[0] for s in runs.values())
+    lowest_last = min(s[last_step]["classifier_fd"] for s in runs.values() if last_step in s)
+
+    def bold(text: str, value: float, lowest: float) -> str:
+        return f"**{text}**" if value == lowest else text
+
+    lines = [
+        _row_tight(
+            [
+                "",
+                f"best FD before step {SMALL_DATA_EARLY:,}",
+                "best FD",
+                *(f"FD at step {s:,}" for s in SMALL_DATA_AT),
+                f"k_t at {last_step:,}",
+                f"L(x_held-out) / L(x_train) at {last_step:,}",
+            ]
+        ),
+        _rule(7),
+    ]
+    for name, label in SMALL_DATA_RUNS.items():
+        steps = runs[name]
+        early_fd, early_step = best(steps, SMALL_DATA_EARLY)
+        best_fd, best_step = best(steps)
+        cells = [
+            label,
+            f"{early_fd:.1f} (step {early_step:,})",
+            f"{bold(f'{best_fd:.1f}', best_fd, lowest_best)} (step {best_step:,})",
+        ]
+        for s in SMALL_DATA_AT:
+            text = at(steps, s)
+            cells.append(
+                bold(text, steps[s]["classifier_fd"], lowest_last)
+                if s == last_step and s in steps
+                else text
+            )
+        end = steps.get(last_step)
+        cells += [f"{end['k_t']:.3f}", f"{end['heldout_ratio']:.2f}"] if end else ["", ""]
+        lines.append(_row_tight(cells))
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Table:
     source: str  # the JSON file, relative to the repository root
@@ -172,6 +248,7 @@ TABLES: dict[str, Table] = {
     "cpu-grid": Table("bench/results/cpu.json", grid_table),
     "ema-32-heldout": Table("docs/scores-32.json", ema_table("heldout_fd")),
     "ema-32-evaluate": Table("docs/scores-32.json", ema_table("classifier_fd")),
+    "small-data": Table("docs/small-data.json", small_data_table),
 }
 
 
