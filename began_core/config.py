@@ -74,18 +74,78 @@ def parse_half_lives(text: str) -> tuple[float, ...]:
     return tuple(dict.fromkeys(values))
 
 
+# Every option of a run is declared once, below, as a field with its help, its `train` flag
+# group and whether an exact resume keeps it (`opt`). The command line's flags, the dashboard's
+# launcher and the resume check are derived from these declarations (flags.py).
+GROUPS = {  # the `train` flag groups, in the order `--help` shows them
+    "data": "data",
+    "small": "small data: augmentation of what D sees (not in the paper; README: Training on "
+    "small data)",
+    "ema": "G_ema: a moving average of G's weights, saved beside G (not in the paper; the "
+    "measurement: README, G_ema)",
+    "run": "run",
+    "speed": "speed (default: bf16 on CUDA and on CPUs with native bf16, float32 on other CPUs; "
+    "channels_last and fused Adam everywhere; the run's config.json says which path it took)",
+    "model": "model (paper Figure 1)",
+    "optim": "equilibrium and optimiser",
+}
+
+
+def opt(
+    default: Any,
+    help: str,
+    *,
+    group: str,
+    flag: str | None = None,
+    frozen: bool = False,
+    default_text: str | None = None,
+    choices: tuple[Any, ...] | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """A configuration field and its `train` flag, declared together.
+
+    `help` says what the option does; `--help` adds "(default X)", or `default_text` where the
+    default needs words ("" for none). `flag` names the flag where it is not the field's name
+    (`--filters` sets `n`). `frozen`: an exact resume refuses a different value (the run's
+    trajectory depends on it); every model and data field is frozen."""
+    if group not in GROUPS:
+        raise ValueError(f"unknown flag group {group!r}; known: {sorted(GROUPS)}")
+    meta = {"help": help, "group": group, "flag": flag, "frozen": frozen}
+    meta |= {"default_text": default_text, "choices": choices, "metavar": metavar}
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Paper Figure 1. The bottom of both networks is always 8x8."""
 
-    resolution: int = 32  # square images, one of SUPPORTED_RESOLUTIONS
-    channels: int = 3  # 3 for colour, 1 for greyscale
-    n: int = 64  # filters of the first scale; scale i has (i + 1) * n in the encoder
-    Nh: int = 64  # embedding size of the discriminator's bottleneck h
-    Nz: int = 64  # generator input size, z ~ U[-1, 1]^Nz
-    convs_per_scale: int = 2
-    skip: bool = False  # paper's skip connections: upsampled h0 concatenated at every scale
-    vanishing_residual: bool = False  # paper's carry blend, decays to plain convs
+    resolution: int = opt(32, "square images: 32, 64, 128 or 256", group="model", frozen=True)
+    channels: int = opt(
+        3,
+        "3 colour, 1 greyscale",
+        group="model",
+        frozen=True,
+        choices=(1, 3),
+        default_text="1 for fashion-mnist, else 3",
+    )
+    # filters of the first scale; scale i has (i + 1) * n in the encoder
+    n: int = opt(64, "n, filters of the first scale", group="model", flag="filters", frozen=True)
+    Nh: int = opt(64, "Nh, size of D's embedding h", group="model", flag="h_dim", frozen=True)
+    Nz: int = opt(64, "Nz, size of z ~ U[-1, 1]^Nz", group="model", flag="z_dim", frozen=True)
+    convs_per_scale: int = opt(2, "3x3 convolutions per scale", group="model", frozen=True)
+    skip: bool = opt(
+        False,
+        "paper's skip connections: upsampled h0 concatenated at every scale",
+        group="model",
+        frozen=True,
+    )
+    vanishing_residual: bool = opt(
+        False,
+        "paper's vanishing residuals: a carry blend that decays to plain convolutions (with "
+        "--carry-steps)",
+        group="model",
+        frozen=True,
+    )
 
     def __post_init__(self) -> None:
         if self.resolution not in SUPPORTED_RESOLUTIONS:
@@ -110,53 +170,111 @@ class ModelConfig:
 class TrainConfig:
     """The optimisation and the equilibrium controller."""
 
-    steps: int = 10_000
-    batch_size: int = 16
-    gamma: float = 0.5  # diversity ratio E[L(G(z))] / E[L(x)]
-    lambda_k: float = 0.001  # proportional gain of the k_t controller
-    k_0: float = 0.0
-    eta: int = 1  # pixel norm of the auto-encoder loss, 1 or 2
-    lr: float = 1e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    steps: int = opt(10_000, "total training steps", group="run")
+    batch_size: int = opt(16, "images per batch", group="optim", frozen=True)
+    gamma: float = opt(
+        0.5, "diversity ratio E[L(G(z))] / E[L(x)], in (0, 1]", group="optim", frozen=True
+    )
+    lambda_k: float = opt(0.001, "gain of the k_t controller", group="optim", frozen=True)
+    k_0: float = opt(0.0, "initial k_t", group="optim", flag="k0")
+    eta: int = opt(
+        1, "norm of the auto-encoder loss, |v - D(v)|^eta: 1 or 2", group="optim", frozen=True
+    )
+    lr: float = opt(1e-4, "Adam learning rate", group="optim")
+    beta1: float = opt(0.5, "Adam beta1", group="optim", frozen=True)
+    beta2: float = opt(0.999, "Adam beta2", group="optim", frozen=True)
     # Learning-rate rule: every `lr_window` steps, the mean M_global over that window is
     # compared with the best earlier window mean; if it is not lower by `lr_tolerance`
     # (relative), the learning rate of both optimizers is halved, never below `lr_min`.
-    lr_window: int = 2_000
-    lr_tolerance: float = 0.0
-    lr_min: float = 1e-6
-    carry_steps: int = 0  # vanishing residual: carry c decays linearly from 1 to 0 over these steps
-    seed: int = 0
-    log_every: int = 10
-    sample_every: int = 500
-    checkpoint_every: int = 1_000
-    keep_checkpoints: int = 3
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
-    deterministic: bool = False  # torch.use_deterministic_algorithms, for bit-exact resume tests
+    lr_window: int = opt(
+        2_000,
+        "halve lr when the mean M_global of a window of this many steps does not improve",
+        group="optim",
+        frozen=True,
+    )
+    lr_tolerance: float = opt(0.0, "relative improvement a window must show", group="optim")
+    lr_min: float = opt(1e-6, "floor of the learning rate", group="optim")
+    carry_steps: int = opt(
+        0, "steps over which the residual carry decays from 1 to 0", group="model"
+    )
+    seed: int = opt(0, "seed of weights, noise and data order", group="run", frozen=True)
+    log_every: int = opt(10, "steps per metrics record", group="run")
+    sample_every: int = opt(500, "steps per sample grid", group="run")
+    checkpoint_every: int = opt(1_000, "steps per checkpoint", group="run")
+    keep_checkpoints: int = opt(3, "checkpoints kept", group="run")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps", group="run")
+    deterministic: bool = opt(False, "deterministic algorithms (bit-exact resume)", group="run")
     # The fast path (step.py). None = auto, decided by fast_path.py for the device: bf16 on CUDA
     # and on CPUs with native bf16 (float32 on the others), channels_last and fused Adam on
     # both; compile only when asked (on the CPU it did not pay: bench/results/cpu-options.md).
-    amp: bool | None = None  # bf16 autocast for the networks; losses and k_t stay float32
-    channels_last: bool | None = None  # NHWC memory layout for the convolutions
-    fused_adam: bool | None = None  # one fused kernel per optimizer step (same update)
-    compile: bool | None = None  # torch.compile of G and D (None: off)
+    amp: bool | None = opt(
+        None,
+        "bf16 autocast for the networks; losses and k_t stay float32",
+        group="speed",
+        default_text="",
+    )
+    channels_last: bool | None = opt(None, "NHWC memory layout", group="speed", default_text="")
+    fused_adam: bool | None = opt(None, "fused Adam kernels", group="speed", default_text="")
+    compile: bool | None = opt(
+        None,
+        "torch.compile G and D",
+        group="speed",
+        default_text="off: on the CPU it did not pay",
+    )
     # The whole step as one CUDA graph (training/graphed.py). None: off until its CUDA tests
     # pass on a GPU (fast_path.GRAPH_AUTO); True needs a CUDA device and one process.
-    graph: bool | None = None
-    # Augmentation of what D sees (augment.py): policies "translation", "cutout", "color",
-    # comma-separated ("" = none), each applied to an image with probability augment_p. (An
-    # adaptive p, ADA's controller on the held-out gap, was measured and did not beat a fixed
-    # p of 0.5 on the built-in faces, so it is not offered: README, Training on small data.)
-    augment: str = ""
-    augment_p: float = 1.0
-    heldout_every: int = 100  # steps between measurements of the held-out gap
-    score_every: int = 0  # steps between scores of G on the held-out images (0: none)
-    # G_ema, a moving average of G's weights (ema.py), by its half-life in thousands of images
-    # (0: none); the half-life ramps up to be at most ema_rampup times the images seen. It
-    # never feeds back into training. ema_sweep keeps more averages beside it, to measure.
-    ema_kimg: float = 0.0
-    ema_rampup: float = 0.05
-    ema_sweep: str = ""
+    graph: bool | None = opt(
+        None,
+        "the whole step as one CUDA graph (CUDA, one process)",
+        group="speed",
+        default_text="off until measured on a GPU",
+    )
+    # Augmentation of what D sees (augment.py). (An adaptive p, ADA's controller on the
+    # held-out gap, was measured and did not beat a fixed p of 0.5 on the built-in faces, so it
+    # is not offered: README, Training on small data.)
+    augment: str = opt(
+        "",
+        "policies, comma-separated: translation, cutout, color. D then reconstructs T(v) for "
+        "real and generated images alike, T drawn per image and use",
+        group="small",
+        frozen=True,
+        default_text="none",
+    )
+    augment_p: float = opt(
+        1.0,
+        "probability of applying each policy to an image (measured best on the built-in "
+        "faces: 0.5 with translation,cutout)",
+        group="small",
+        frozen=True,
+    )
+    heldout_every: int = opt(
+        100, "steps between measurements of the held-out gap", group="small", frozen=True
+    )
+    score_every: int = opt(
+        0,
+        "steps between scores of G on the held-out images (classifier Frechet distance for "
+        "built-ins, else SWD); the best-scoring checkpoint is kept apart and exported by "
+        "default",
+        group="small",
+        default_text="0: off",
+    )
+    # G_ema, a moving average of G's weights (ema.py). It never feeds back into training.
+    ema_kimg: float = opt(
+        0.0, "half-life of G_ema in thousands of images", group="ema", default_text="0: no G_ema"
+    )
+    ema_rampup: float = opt(
+        0.05,
+        "the half-life is at most this share of the images seen so far (0: no ramp-up)",
+        group="ema",
+    )
+    ema_sweep: str = opt(
+        "",
+        "more half-lives to keep beside G_ema, for measuring them (evaluate --generator "
+        "G_ema:KIMG)",
+        group="ema",
+        metavar="KIMG,...",
+        default_text="none",
+    )
 
     def __post_init__(self) -> None:
         if not (isinstance(self.gamma, (int, float)) and 0.0 < self.gamma <= 1.0):
@@ -213,15 +331,41 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "fluent-faces"  # built-in name, folder, or .zip
-    celeba_crop: bool | None = None  # None: detect CelebA's aligned 178x218 images
-    max_images: int | None = None
-    # Mirror a random half of every batch left to right (not in the paper). On the 1,124
-    # built-in faces it slows the drift into collapse after the best step (README).
-    hflip: bool = False
-    # Share of the images held out of training (at least 64 of them when > 0): D never sees
-    # them, so its reconstruction of them against training images shows memorisation.
-    heldout: float = 0.0
+    source: str = opt(
+        "fluent-faces",
+        "built-in dataset name, image folder or .zip; built-ins: see `python -m began_core "
+        "datasets`",
+        group="data",
+        flag="data",
+        frozen=True,
+    )
+    celeba_crop: bool | None = opt(
+        None,
+        "crop CelebA's aligned 178x218 images to the 128x128 box at (25, 50)",
+        group="data",
+        frozen=True,
+        default_text="detect",
+    )
+    max_images: int | None = opt(
+        None, "use at most this many images", group="data", frozen=True, default_text="all"
+    )
+    # On the 1,124 built-in faces it slows the drift into collapse after the best step (README).
+    hflip: bool = opt(
+        False,
+        "mirror a random half of every batch left to right (not in the paper)",
+        group="data",
+        frozen=True,
+    )
+    # D never sees held-out images, so its reconstruction of them against training images
+    # shows memorisation.
+    heldout: float = opt(
+        0.0,
+        "share of the images D never trains on, at least 64 of them (e.g. 0.05): their "
+        "reconstruction loss against the training images' shows D memorising",
+        group="data",
+        frozen=True,
+        default_text="0, none",
+    )
 
     def __post_init__(self) -> None:
         if not (isinstance(self.heldout, (int, float)) and 0.0 <= self.heldout < 0.5):

@@ -7,58 +7,73 @@ mapping without any of them importing `cli`.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
+import typing
+from dataclasses import dataclass
 from typing import Any
 
-from .config import RunConfig
+from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
+SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One `train` flag as the config declares it (config.opt): where it goes and its type."""
+
+    flag: str  # argparse dest: `filters` is --filters
+    section: str  # "model", "train" or "data"
+    name: str  # the config field
+    type: type  # int, float, str or bool
+    optional: bool  # None is a value: auto, detect, all
+    default: Any
+    help: str
+    group: str  # a key of config.GROUPS
+    frozen: bool  # an exact resume keeps the stored value
+    default_text: str | None
+    choices: tuple[Any, ...] | None
+    metavar: str | None
+
+    @property
+    def option(self) -> str:
+        return "--" + self.flag.replace("_", "-")
+
+
+def _options() -> dict[str, Option]:
+    found: dict[str, Option] = {}
+    for section, kind in SECTIONS.items():
+        hints = typing.get_type_hints(kind)
+        for f in dataclasses.fields(kind):
+            meta = f.metadata
+            args = [a for a in typing.get_args(hints[f.name]) if a is not type(None)]
+            base = args[0] if args else hints[f.name]
+            flag = meta["flag"] or f.name
+            found[flag] = Option(
+                flag=flag,
+                section=section,
+                name=f.name,
+                type=base,
+                optional=bool(args),
+                default=f.default,
+                help=meta["help"],
+                group=meta["group"],
+                frozen=meta["frozen"] or section != "train",
+                default_text=meta["default_text"],
+                choices=meta["choices"],
+                metavar=meta["metavar"],
+            )
+    return found
+
+
+# Every option, in the order the config declares them (model, train, data).
+OPTIONS: dict[str, Option] = _options()
 # Flag (argparse dest) -> (section, field). A flag left unset keeps the stored/default value.
-FLAGS: dict[str, tuple[str, str]] = {
-    "resolution": ("model", "resolution"),
-    "channels": ("model", "channels"),
-    "filters": ("model", "n"),
-    "h_dim": ("model", "Nh"),
-    "z_dim": ("model", "Nz"),
-    "convs_per_scale": ("model", "convs_per_scale"),
-    "skip": ("model", "skip"),
-    "vanishing_residual": ("model", "vanishing_residual"),
-    "steps": ("train", "steps"),
-    "batch_size": ("train", "batch_size"),
-    "gamma": ("train", "gamma"),
-    "lambda_k": ("train", "lambda_k"),
-    "k0": ("train", "k_0"),
-    "eta": ("train", "eta"),
-    "lr": ("train", "lr"),
-    "beta1": ("train", "beta1"),
-    "beta2": ("train", "beta2"),
-    "lr_window": ("train", "lr_window"),
-    "lr_tolerance": ("train", "lr_tolerance"),
-    "lr_min": ("train", "lr_min"),
-    "carry_steps": ("train", "carry_steps"),
-    "seed": ("train", "seed"),
-    "log_every": ("train", "log_every"),
-    "sample_every": ("train", "sample_every"),
-    "checkpoint_every": ("train", "checkpoint_every"),
-    "keep_checkpoints": ("train", "keep_checkpoints"),
-    "device": ("train", "device"),
-    "deterministic": ("train", "deterministic"),
-    "amp": ("train", "amp"),
-    "channels_last": ("train", "channels_last"),
-    "fused_adam": ("train", "fused_adam"),
-    "compile": ("train", "compile"),
-    "graph": ("train", "graph"),
-    "augment": ("train", "augment"),
-    "augment_p": ("train", "augment_p"),
-    "heldout_every": ("train", "heldout_every"),
-    "score_every": ("train", "score_every"),
-    "ema_kimg": ("train", "ema_kimg"),
-    "ema_rampup": ("train", "ema_rampup"),
-    "ema_sweep": ("train", "ema_sweep"),
-    "data": ("data", "source"),
-    "celeba_crop": ("data", "celeba_crop"),
-    "max_images": ("data", "max_images"),
-    "hflip": ("data", "hflip"),
-    "heldout": ("data", "heldout"),
+FLAGS: dict[str, tuple[str, str]] = {o.flag: (o.section, o.name) for o in OPTIONS.values()}
+# The fields an exact resume refuses to change, by section.
+FROZEN: dict[str, tuple[str, ...]] = {
+    section: tuple(o.name for o in OPTIONS.values() if o.section == section and o.frozen)
+    for section in SECTIONS
 }
 GREYSCALE_BUILTINS = {"fashion-mnist"}
 

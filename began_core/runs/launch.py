@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, RunConfig
-from ..flags import config_from_flags
+from ..flags import OPTIONS, config_from_flags
 from .run_dir import LAUNCH_FILE, RunDir, atomic_write_text
 from .run_lock import holder, refusal
 
@@ -48,9 +48,6 @@ LAUNCH_FLAGS += ("amp", "channels_last", "hflip")
 LAUNCH_FLAGS += ("augment", "augment_p", "heldout", "score_every")  # small data (augment.py)
 LAUNCH_FLAGS += ("ema_kimg",)  # G_ema (ema.py)
 
-FLOAT_SETTINGS = {"gamma", "lambda_k", "lr", "augment_p", "heldout", "ema_kimg"}
-TEXT_SETTINGS = {"data", "augment"}
-BOOL_SETTINGS = {"amp", "channels_last", "hflip"}
 
 # Popen objects of the runs this process started: polling them reaps finished children.
 _children: dict[int, subprocess.Popen] = {}
@@ -92,10 +89,10 @@ def validate_launch(values: Mapping[str, Any]) -> RunConfig:
 
 def _number(name: str, value: Any) -> Any:
     """Form values as the command line's types, so argparse never has to reject one."""
-    kind = str if name in TEXT_SETTINGS else float if name in FLOAT_SETTINGS else int
+    kind = OPTIONS[name].type  # as the config declares it
     if value is None or kind is str:
         return value
-    if name in BOOL_SETTINGS:
+    if kind is bool:
         if not isinstance(value, bool):
             raise LaunchError(f"{name} must be true, false or unset, got {value!r}.")
         return value

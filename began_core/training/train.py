@@ -37,6 +37,7 @@ from ..data.images import save_grid
 from ..data.sources import open_dataset
 from ..equilibrium import balance
 from ..faults import write_error
+from ..flags import FROZEN
 from ..nn import ema
 from ..nn.model import BEGAN
 from ..runs.run_dir import RunDir
@@ -643,18 +644,8 @@ def _check_resume(run: RunDir, config: RunConfig) -> Path:
         raise CheckpointError(
             f"cannot resume {run.path} with another model: {describe_mismatch(config.model, stored.model)}."
         )
-    frozen: tuple[str, ...] = (
-        "batch_size",
-        "gamma",
-        "lambda_k",
-        "eta",
-        "beta1",
-        "beta2",
-        "seed",
-        "lr_window",
-    )
-    frozen += ("augment", "augment_p", "heldout_every")
-    changed = [k for k in frozen if getattr(stored.train, k) != getattr(config.train, k)]
+    # What the config declares frozen (config.opt): the trajectory depends on it.
+    changed = [k for k in FROZEN["train"] if getattr(stored.train, k) != getattr(config.train, k)]
     if changed or stored.data != config.data:
         what = ", ".join(changed + (["data"] if stored.data != config.data else []))
         raise ConfigError(
