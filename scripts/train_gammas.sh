@@ -8,9 +8,9 @@
 #   scripts/train_gammas.sh runs/faces64 30000 64
 #   python scripts/export_pretrained.py runs/faces64 --select --every 1000
 #
-# The recipe is the one measured in the README's small-data section: translation + cutout
-# at p 0.5 on what D sees, 5 % of the images held out, the generator scored every 1,000
-# steps and the best checkpoint kept. On a CPU each run takes one thread (three runs share
+# The recipe is the faces preset (began_core/presets.py, `train --help`), measured in the
+# README's small-data section; checkpoints every 500 steps, 400 of them kept, so that the
+# scores can pick any step afterwards. On a CPU each run takes one thread (three runs share
 # the cores better than one run uses them); on a GPU all three share it.
 set -euo pipefail
 
@@ -33,10 +33,9 @@ for gamma in 0.3 0.5 0.7; do
   if [ -f "$out/config.json" ]; then
     what=(--resume "$out" --steps "$steps")
   else
-    what=(--out "$out" --data fluent-faces --resolution "$resolution" --filters 32
-      --gamma "$gamma" --eta 2 --lambda-k 0.01 --lr 1e-4 --seed 0 --steps "$steps"
-      --log-every 50 --sample-every 1000 --checkpoint-every 500 --keep-checkpoints 400
-      --heldout 0.05 --score-every 1000 --augment translation,cutout --augment-p 0.5)
+    what=(--out "$out" --preset faces-64 --resolution "$resolution" --gamma "$gamma"
+      --seed 0 --steps "$steps" --log-every 50 --sample-every 1000 --checkpoint-every 500
+      --keep-checkpoints 400)
   fi
   "$python" -m began_core train "${what[@]}" --quiet "$@" >>"$runs/gamma$gamma.log" 2>&1 &
   pids+=($!)

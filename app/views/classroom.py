@@ -16,12 +16,12 @@ from app import classroom_charts as charts
 from app.live import explain_panel, now_sentence
 from began_core.classroom import points
 from began_core.classroom.began2d import Classroom, Design, Knobs
+from began_core.presets import CLASSROOM
 
 FRAME_S = 0.1  # ask for a frame every 0.1 s while playing: train `speed` steps, then redraw
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3)
 LAMBDA_KS = (0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
-DEFAULTS = {"data": "grid", "seed": 0, "gamma": 0.5, "lambda_k": 0.1, "eta": 1}
-DEFAULTS |= {"lr_D": 1e-3, "lr_G": 1e-3, "speed": 20, "view": "blob"}
+DEFAULTS = dict(CLASSROOM)  # began_core/presets.py
 VIEWS = {  # what D auto-encodes -> the design
     "blob": ("a blob image per point", Design()),  # 16x16, the default
     "point": ("the raw point, code 2", Design(view="point", code=2)),  # learns the identity
