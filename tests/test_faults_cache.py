@@ -507,6 +507,38 @@ def test_workers_end_when_their_parent_is_killed(tmp_path, cache):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+# Decodes one image three times through a two-worker pool: it ends before the second worker
+# has started, so the pool is terminated while a worker is still importing.
+EARLY_END = (
+    "import sys\n"
+    "import began_core.data.dataset as d, began_core.data.sources as s\n"
+    "d.POOL_MIN_FILES = 0\n"
+    "d.os.cpu_count = lambda: 2\n"
+    "if __name__ == '__main__':\n"
+    "    for _ in range(3):\n"
+    "        s.open_dataset(sys.argv[1], 4)\n"
+    "    print('done')\n"
+)
+
+
+def test_a_pool_ended_while_its_workers_start_does_not_wait_for_them(tmp_path, cache):
+    """A worker still starting ignored SIGTERM (its forkserver's setting), so the pool's
+    terminate waited on it for ever (CI: a 900 s timeout in a six-image decode)."""
+    folder = tmp_path / "one"
+    folder.mkdir()
+    Image.new("RGB", (8, 8), (9, 99, 199)).save(folder / "a.png")
+    r = subprocess.run(
+        [sys.executable, "-c", EARLY_END, str(folder)],
+        cwd=ROOT,
+        env={**os.environ, "BEGAN_CACHE": str(cache), "BEGAN_CACHE_MAX_GB": "0"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "done", r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+
+
 # A script that opens a folder with Python's default signal handling (a notebook, a script).
 PLAIN_OPEN = (
     "import sys, time\n"
