@@ -110,7 +110,7 @@ def opt(
     trajectory depends on it); every model and data field is frozen."""
     if group not in GROUPS:
         raise ValueError(f"unknown flag group {group!r}; known: {sorted(GROUPS)}")
-    meta = {"help": help, "group": group, "flag": flag, "frozen": frozen}
+    meta: dict[str, Any] = {"help": help, "group": group, "flag": flag, "frozen": frozen}
     meta |= {"default_text": default_text, "choices": choices, "metavar": metavar}
     return field(default=default, metadata=meta)
 

@@ -100,7 +100,7 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.batch([i])[0]
 
-    def batch(self, indices: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    def batch(self, indices: torch.Tensor | np.ndarray | Sequence[int]) -> torch.Tensor:
         """Float32 (B, C, R, R) in [-1, 1] for the given image indices."""
         if isinstance(indices, torch.Tensor):
             indices = indices.detach().cpu().numpy()
@@ -728,7 +728,8 @@ class CacheEntry:
         if files is not None:
             parts.append(f"{files:,} files")
         if k.get("resolution"):
-            colour = {1: "grey", 3: "RGB"}.get(k.get("channels"), f"{k.get('channels')} ch")
+            channels = k.get("channels")
+            colour = {1: "grey", 3: "RGB"}.get(int(channels or 0), f"{channels} ch")
             parts.append(f"{k['resolution']}px {colour}")
         if k.get("crop"):
             parts.append("CelebA crop")
