@@ -79,10 +79,10 @@ def parse_half_lives(text: str) -> tuple[float, ...]:
 # launcher and the resume check are derived from these declarations (flags.py).
 GROUPS = {  # the `train` flag groups, in the order `--help` shows them
     "data": "data",
-    "small": "small data: augmentation of what D sees (not in the paper; README: Training on "
-    "small data)",
+    "small": "small data: augmentation of what D sees (not in the paper; docs/getting-started.md, "
+    "Training on small data)",
     "ema": "G_ema: a moving average of G's weights, saved beside G (not in the paper; the "
-    "measurement: README, G_ema)",
+    "measurement: docs/results.md, G_ema)",
     "run": "run",
     "speed": "speed (default: bf16 on CUDA and on CPUs with native bf16, float32 on other CPUs; "
     "channels_last and fused Adam everywhere; the run's config.json says which path it took)",
@@ -231,7 +231,7 @@ class TrainConfig:
     )
     # Augmentation of what D sees (augment.py). (An adaptive p, ADA's controller on the
     # held-out gap, was measured and did not beat a fixed p of 0.5 on the built-in faces, so it
-    # is not offered: README, Training on small data.)
+    # is not offered: docs/results.md, Small data: measured.)
     augment: str = opt(
         "",
         "policies, comma-separated: translation, cutout, color. D then reconstructs T(v) for "
@@ -349,7 +349,7 @@ class DataConfig:
     max_images: int | None = opt(
         None, "use at most this many images", group="data", frozen=True, default_text="all"
     )
-    # On the 1,124 built-in faces it slows the drift into collapse after the best step (README).
+    # On the 1,124 built-in faces it slows the drift into collapse after the best step (docs/results.md).
     hflip: bool = opt(
         False,
         "mirror a random half of every batch left to right (not in the paper)",

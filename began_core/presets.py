@@ -21,8 +21,8 @@ class Preset:
     flags: Mapping[str, Any] = field(default_factory=dict)
 
 
-# The recipe measured on the built-in faces (README: Training on small data, and the shipped
-# generators): squared errors with a gain to match, translation + cutout at p 0.5 on what D
+# The recipe measured on the built-in faces (docs/results.md: Small data: measured, and the
+# shipped generators): squared errors with a gain to match, translation + cutout at p 0.5 on what D
 # sees, 5 % of the images held out, G scored on them and the best checkpoint kept.
 _FACES = {
     "data": "fluent-faces",

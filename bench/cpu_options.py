@@ -1,6 +1,6 @@
 """What each speed option gives a CPU training step, one option added at a time.
 
-    python bench/cpu_options.py                  # the two configurations of the README table
+    python bench/cpu_options.py                  # the two configurations of docs/speed.md's table
     python bench/cpu_options.py --res 64 --n 32 --rounds 12
 
 Every variant is a `began_core.training.step.TrainStep` (the reference is `bench/reference.py`), built

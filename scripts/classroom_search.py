@@ -1,7 +1,7 @@
 """The design search behind the classroom's default 2-D BEGAN: train each variant and print
 its modes covered, high-quality share, final k_t and L(x), as a Markdown table.
 
-    python scripts/classroom_search.py                 # the table in the README
+    python scripts/classroom_search.py                 # the table in docs/classroom.md
     python scripts/classroom_search.py --only blob     # variants whose name contains "blob"
     python scripts/classroom_search.py --pack          # the packing search (PACK_VARIANTS)
     python scripts/classroom_search.py --pack --best --seeds 0 1 2   # its best, more seeds
@@ -20,7 +20,7 @@ from began_core.classroom.began2d import Classroom, Design, Knobs
 DEFAULT_KNOBS = {"gamma": 0.9, "lambda_k": 0.1}  # the page's first default; --gammas sets gamma
 NEW_USER = {"gamma": 0.5, "lambda_k": 0.01}  # what a variant starts from
 B, T, S = {"blob": 2.0}, {"bounded": True}, {"spread": 0.5}
-# name -> (dataset, Design changes, Knobs changes, steps); rows of the README's table.
+# name -> (dataset, Design changes, Knobs changes, steps); rows of docs/classroom.md's table.
 VARIANTS: dict[str, tuple[str, dict, dict, int]] = {
     "point, code 2": ("ring", {"view": "point", "code": 2}, {}, 3000),
     "point, code 1": ("ring", {"view": "point", "code": 1}, {}, 3000),
@@ -108,7 +108,7 @@ VARIANTS: dict[str, tuple[str, dict, dict, int]] = {
 
 # Packing: D auto-encodes one image per `pack` points (the normalised sum of their blobs).
 ST = {"spread": 0.5, "bounded": True}
-PACK_VARIANTS: dict[str, tuple[str, dict, dict, int]] = {  # the rows of the README's table
+PACK_VARIANTS: dict[str, tuple[str, dict, dict, int]] = {  # the rows of docs/classroom.md's table
     "pack 4, mean, blob 1px": ("ring", {"pack": 4}, {}, 3000),
     "pack 4, mean, blob 1px, lambda_k 0.1": ("ring", {"pack": 4}, {"lambda_k": 0.1}, 3000),
     "pack 8, mean, blob 1px, G spread + tanh, lambda_k 0.1": (

@@ -102,7 +102,7 @@ def note(run: RunDir, config: dict, step: int, selected: bool, generator: str = 
     )
     train, data, resolution = config["train"], config["data"], config["model"]["resolution"]
     why_augment = (
-        f"Small-data recipe (the README's 15,000-step comparison): everything D sees, in D's "
+        f"Small-data recipe (docs/results.md, Small data: measured): everything D sees, in D's "
         f"step and in G's, goes through the same random differentiable augmentation "
         f"({train['augment'].replace(',', ' + ')}, applied with probability "
         f"{train['augment_p']:g}); {data['heldout']:.0%} of the images "

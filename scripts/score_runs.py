@@ -1,6 +1,6 @@
 """Score every generator the gamma runs of a folder keep (G, G_ema and the averages of
 `train --ema-sweep`) at every `--every` steps, into one results file, from which `--table`
-prints the README's G against G_ema table and `export_pretrained.py --select` picks the step
+prints docs/results.md's G against G_ema table and `export_pretrained.py --select` picks the step
 to ship.
 
     scripts/train_gammas.sh runs/faces64 20000 64 --ema-kimg 1 --ema-sweep 0.5,2,5,10

@@ -1,5 +1,5 @@
-"""Score runs' checkpoints against step, with and without augmentation: the README's
-"Training on small data" table and figure.
+"""Score runs' checkpoints against step, with and without augmentation: the table and
+figure of docs/results.md, "Small data: measured".
 
     python scripts/small_data_compare.py base=runs/base aug=runs/aug-auto --n 562 \
         --out docs/small-data

@@ -9,7 +9,7 @@
 #   python scripts/export_pretrained.py runs/faces64 --select --every 1000
 #
 # The recipe is the faces preset (began_core/presets.py, `train --help`), measured in the
-# README's small-data section; checkpoints every 500 steps, 400 of them kept, so that the
+# docs/results.md (Small data: measured); checkpoints every 500 steps, 400 of them kept, so that the
 # scores can pick any step afterwards. On a CPU each run takes one thread (three runs share
 # the cores better than one run uses them); on a GPU all three share it.
 set -euo pipefail

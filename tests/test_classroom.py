@@ -98,7 +98,7 @@ def test_single_steps_change_only_what_they_name(view):
 def test_the_blob_drawing_is_autograds_formula_bit_for_bit():
     """The drawing takes each pixel row's and column's difference once and has its own
     backward; values and gradients must be those autograd gives for the plain formula, to the
-    bit (the README's measurements were made with it, and these runs diverge on rounding)."""
+    bit (docs/classroom.md's measurements were made with it, and these runs diverge on rounding)."""
     drawing = Drawing(Design().resolution, Design().blob)
     g = torch.Generator().manual_seed(0)
     for scale in (1.0, 0.3, 1e-3):
@@ -349,7 +349,7 @@ def test_the_dashboard_does_not_collect_all_garbage_between_frames(monkeypatch):
 def test_the_default_preset_holds_k_t_and_the_ratio_on_one_mode():
     """The page's default (5x5 grid, seed 0, gamma 0.5, lambda_k 0.1, 3,000 steps): k_t leaves
     0 and holds near 1/25, the weight at which D is indifferent to the one mode G sits on;
-    L(G(z))/L(x) is held at gamma; G covers 1 mode of 25. The README's classroom section says
+    L(G(z))/L(x) is held at gamma; G covers 1 mode of 25. docs/classroom.md says
     why no design faithful to BEGAN that was tried covers more."""
     torch.set_num_threads(1)
     model = Classroom(points.make("grid"), seed=0)

@@ -3,7 +3,7 @@
 Uploaded images (the explorer and the dashboard share images.prepare_image), CLI options,
 data folders and zips (zip bombs, names that climb out of the archive, symbolic links out of
 the folder) and checkpoint folders. Every one is refused with one message that says what is
-wrong, and never with a traceback. The figures in the README count these rows.
+wrong, and never with a traceback. The figures in docs/operations.md count these rows.
 """
 
 import io

@@ -181,7 +181,7 @@ def sidebar() -> object:
             format_func=lambda v: VIEWS[v][0],
             help="By default D auto-encodes a 16×16 image of a blob drawn at each point. The raw "
             "point is the obvious design, and it fails: with a 2-D code D learns to copy every "
-            "point, so L(v) is flat and G gets no signal (the README's search).",
+            "point, so L(v) is flat and G gets no signal (docs/classroom.md, the design search).",
         )
         st.number_input("Seed", 0, 2**31 - 1, key="cls_seed")
         st.subheader("Change mid-run")
@@ -324,7 +324,7 @@ LESSON = """
    reconstruct as the points it copies, not easier, unlike the smooth images a G draws.
 7. *(2 min)* **Break it**: try each preset and read its note. Then **Repair**.
 
-The README's classroom section has the measurements behind each step.
+docs/classroom.md has the measurements behind each step.
 """
 
 

@@ -37,16 +37,15 @@ DEFAULTS["augment"] = parse_policy(DEFAULTS["augment"])  # the form's multiselec
 AUGMENT_HELP = (
     "Differentiable augmentation of everything D sees (not in the paper): D reconstructs "
     "T(v) for real and generated images alike, so it cannot memorise the training images "
-    "as easily. On the 1,124 built-in faces D memorises them and the runs drift into mode "
-    "collapse after about 3,000 steps. Translation + cutout at p = 0.5 kept k_t up and the "
-    "classifier Frechet distance falling to 21.9 at step 9,705, where the run without it "
-    "had drifted to 48.9 (README: Training on small data)."
+    "as easily. On the built-in faces D memorises them and the runs drift into mode "
+    "collapse; translation + cutout at p = 0.5 held that off (measured in docs/results.md, "
+    "Small data: measured)."
 )
 EMA_HELP = (
     "Half-life, in thousands of images, of G_ema: a moving average of G's weights that "
     "training keeps beside G and never feeds back (0: none). Sample grids, the explorer, "
     "evaluate and export can then use either; whether it beats G here, and at which "
-    "half-life, is measured in the README's G_ema section."
+    "half-life, is measured in docs/results.md, G_ema."
 )
 HELDOUT_HELP = (
     "Share of the images D never trains on (at least 64). Their reconstruction loss against "

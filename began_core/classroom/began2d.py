@@ -3,8 +3,8 @@
 The objective is the image trainer's, from equilibrium.py: D is an auto-encoder, L(v) its
 reconstruction error, L_D = L(x) - k_t L(G(z_D)), L_G = L(G(z_G)), and the k_t controller.
 What changes is how a point is shown to D. Given the raw 2-D point (`view="point"`), D either
-learns the identity (code of 2) or cannot fit the data (code of 1); see the README's
-classroom section. By default each point is drawn as a small image of a Gaussian blob
+learns the identity (code of 2) or cannot fit the data (code of 1); see docs/classroom.md. By
+default each point is drawn as a small image of a Gaussian blob
 (`view="blob"`), differentiably, so that D auto-encodes images as in the paper and G, which
 still outputs a 2-D point, gets its gradient through the drawing.
 """
@@ -93,8 +93,8 @@ class Drawing(nn.Module):
 
     Pixel j sits at (axis[j // R], axis[j % R]); its value is exp(-d2 / 2s^2) with
     d2 = (p_x - axis[j // R])^2 + (p_y - axis[j % R])^2. The separable form
-    exp(-dx^2 / 2s^2) exp(-dy^2 / 2s^2) is cheaper still, but rounds otherwise, and the README's
-    measurements were made with this one (2-D GAN runs diverge on rounding)."""
+    exp(-dx^2 / 2s^2) exp(-dy^2 / 2s^2) is cheaper still, but rounds otherwise, and the measurements in
+    docs/classroom.md were made with this one (2-D GAN runs diverge on rounding)."""
 
     def __init__(self, resolution: int, blob_pixels: float):
         super().__init__()
