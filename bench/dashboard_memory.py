@@ -341,6 +341,11 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+def _tree(checkout: Path) -> str:
+    """Which tree was served, without this machine's paths: results travel with the repo."""
+    return "this checkout" if checkout.resolve() == ROOT.resolve() else "another tree (its commit)"
+
+
 def commit(checkout: Path) -> str:
     """What was measured: the last commit that changed the dashboard (app/), and HEAD."""
 
@@ -457,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "load_before": load_before,
         "load_after": ", ".join(f"{v:.2f}" for v in os.getloadavg()),
-        "settings": {k: str(v) for k, v in vars(args).items() if k not in ("out",)},
+        "settings": {k: str(v) for k, v in vars(args).items() if k not in ("out", "checkout")}
+        | {"checkout": _tree(args.checkout)},
         "note": args.note,
         "live": live,
         "compare": cmp,

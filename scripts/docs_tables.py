@@ -234,6 +234,38 @@ def small_data_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+# bench/dashboard_memory.py: one column per measured label (before the fix, after it, ...).
+def dashboard_table(result: dict) -> str:
+    labels = list(result)
+    rows: list[tuple[str, Callable[[dict], str]]] = [
+        (
+            "when, machine",
+            lambda e: f"{e['date']}, {e['machine']['cpu']} {e['machine']['cores']} cores",
+        ),
+        ("live run watched (s)", lambda e: f"{e['live']['watched_s']}"),
+        (
+            "server RSS growth while watching (MB; target < 100)",
+            lambda e: f"{e['live']['rss_growth_mb']}",
+        ),
+        (
+            "live refresh, server CPU (s; target well under 0.5)",
+            lambda e: f"{e['live']['refresh_cpu_s']:g}",
+        ),
+        (
+            "page load, server CPU, median (s)",
+            lambda e: f"{e['live']['page_load_cpu_s']['median_later']:g}",
+        ),
+        (
+            "Runs & compare, 100 runs: interaction, server CPU (s; target < 1)",
+            lambda e: f"{e['compare']['interaction_cpu_s_median']:g}",
+        ),
+    ]
+    lines = [_row(["measured", *labels]), _rule(len(labels) + 1)]
+    for name, cell in rows:
+        lines.append(_row([name, *(cell(result[label]) for label in labels)]))
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Table:
     source: str  # the JSON file, relative to the repository root
@@ -249,6 +281,7 @@ TABLES: dict[str, Table] = {
     "ema-32-heldout": Table("docs/scores-32.json", ema_table("heldout_fd")),
     "ema-32-evaluate": Table("docs/scores-32.json", ema_table("classifier_fd")),
     "small-data": Table("docs/small-data.json", small_data_table),
+    "dashboard-memory": Table("bench/results/dashboard-memory.json", dashboard_table),
 }
 
 
