@@ -31,7 +31,7 @@ from began_core.checkpoints import generators
 from began_core.checkpoints.hub import CONFIG, HUB_ID, WEIGHTS, CheckpointError, load
 from began_core.config import SEED_MAX, TrainConfig, check_seed
 from began_core.data import images
-from began_core.data.images import make_grid, to_uint8
+from began_core.data.images import make_grid, to_uint8, upscale
 from began_core.data.sources import DatasetError, ImageDataset, open_dataset, subset_indices
 from began_core.evaluation import metrics
 from began_core.explore import inversion, latent
@@ -109,22 +109,17 @@ def discover(pretrained_dir: Path, runs_dir: Path) -> list[Checkpoint]:
 # --------------------------------------------------------------------------- the model side
 
 
-def _upscale(a: np.ndarray, factor: int) -> np.ndarray:
-    """Nearest-neighbour upscaling of an (H, W) or (H, W, C) uint8 image."""
-    return a if factor <= 1 else a.repeat(factor, axis=0).repeat(factor, axis=1)
-
-
 def _picture(x: Tensor, size: int = DISPLAY) -> np.ndarray:
     """One image (C, R, R) in [-1, 1] -> uint8 (H, W[, 3]) upscaled to about `size` pixels."""
     a = to_uint8(x[None])[0]
     a = a[..., 0] if a.shape[-1] == 1 else a
-    return _upscale(a, max(1, size // x.shape[-1]))
+    return upscale(a, max(1, size // x.shape[-1]))
 
 
 def _strip(x: Tensor, nrow: int | None = None, size: int = FRAME) -> np.ndarray:
     """A grid of images (B, C, R, R) as uint8, each frame upscaled to about `size` pixels."""
     a = np.asarray(make_grid(x, nrow=nrow))
-    return _upscale(a, max(1, size // x.shape[-1]))
+    return upscale(a, max(1, size // x.shape[-1]))
 
 
 class Explorer:

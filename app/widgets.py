@@ -13,10 +13,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import streamlit as st
 from PIL import Image
 
 from app.metrics_log import Metrics, MetricsCache
+from began_core.data.images import upscale
 from began_core.runs import launch
 from began_core.runs.run_dir import RunDir
 
@@ -233,9 +235,8 @@ def ago(timestamp: float | None) -> str:
 @st.cache_data(max_entries=256, show_spinner=False)
 def _upscaled_png(path: bytes, mtime_ns: int, width: int) -> bytes:
     with Image.open(path) as im:
-        im.load()
-        factor = max(1, round(width / im.width))
-        big = im.resize((im.width * factor, im.height * factor), Image.Resampling.NEAREST)
+        a = np.asarray(im if im.mode in ("RGB", "L") else im.convert("RGB"))
+    big = Image.fromarray(upscale(a, max(1, round(width / a.shape[1]))))
     buf = io.BytesIO()
     big.save(buf, format="PNG")
     return buf.getvalue()

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from began_core.checkpoints import hub
-from began_core.data.images import to_uint8
+from began_core.data.images import to_uint8, upscale
 from began_core.data.sources import open_dataset
 from began_core.explore import inversion
 from began_core.training import heldout
@@ -72,7 +72,7 @@ def row(model, image: torch.Tensor, args: argparse.Namespace) -> np.ndarray:
     size = args.size
     scale = max(1, size // image.shape[-1])
     tiles = to_uint8(torch.cat([m.image[None], m.frames, m.flipped[None]]))
-    tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
+    tiles = upscale(tiles, scale)
     white = np.full((tiles.shape[1], GAP, tiles.shape[3]), 255, np.uint8)
     parts = [tiles[0], white, *tiles[1:-1], white, tiles[-1]]
     return np.concatenate(parts, axis=1)

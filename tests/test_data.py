@@ -369,3 +369,15 @@ def test_truncate_npy_keeps_a_valid_file(tmp_path):
     dataset._truncate_npy(path, 7)
     back = np.load(path)
     assert back.shape == (7, 3, 4, 4) and back[:, 0, 0, 0].tolist() == list(range(7))
+
+
+def test_upscale_repeats_every_pixel_for_each_layout():
+    from began_core.data.images import upscale
+
+    a = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    assert upscale(a, 2).tolist()[:2] == [[0, 0, 1, 1, 2, 2]] * 2
+    rgb = np.stack([a, a + 10, a + 20], -1)
+    assert upscale(rgb, 3).shape == (6, 9, 3) and upscale(rgb, 3)[5, 8].tolist() == [5, 15, 25]
+    batch = np.stack([rgb, rgb + 100])
+    assert upscale(batch, 2).shape == (2, 4, 6, 3) and upscale(batch, 2)[1, 3, 5, 0] == 105
+    assert upscale(a, 1) is a

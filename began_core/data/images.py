@@ -35,6 +35,15 @@ def to_pil(x: Tensor) -> Image.Image:
     return Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
 
 
+def upscale(a: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling: every pixel becomes `factor` x `factor`, so small images stay
+    sharp on screen. `a` is (H, W), (H, W, C) or a batch (B, H, W, C)."""
+    if factor <= 1:
+        return a
+    h = 1 if a.ndim == 4 else 0
+    return a.repeat(factor, axis=h).repeat(factor, axis=h + 1)
+
+
 def make_grid(
     x: Tensor, nrow: int | None = None, padding: int = 2, pad_value: int = 255
 ) -> Image.Image:
