@@ -28,7 +28,13 @@ from torch import Tensor
 
 from app import settings
 from began_core.checkpoints import generators
-from began_core.checkpoints.hub import CONFIG, HUB_ID, WEIGHTS, CheckpointError, load
+from began_core.checkpoints.hub import (
+    HUB_ID,
+    WEIGHTS,
+    CheckpointError,
+    find_checkpoints,
+    load,
+)
 from began_core.config import SEED_MAX, TrainConfig, check_seed
 from began_core.data import images
 from began_core.data.images import make_grid, to_uint8, upscale
@@ -80,20 +86,18 @@ class Checkpoint:
 
 
 def discover(pretrained_dir: Path, runs_dir: Path) -> list[Checkpoint]:
-    """Checkpoint folders under `pretrained_dir` (config.json + model.safetensors; the feature
-    nets in pretrained/classifiers are not generators), then the latest checkpoint of each run
-    under `runs_dir`, newest run first."""
+    """The loadable checkpoints under `pretrained_dir` (hub.find_checkpoints, the Runs page's
+    rule too, with their weights present), then the latest checkpoint of each run under
+    `runs_dir`, newest run first."""
     found: list[Checkpoint] = []
-    if pretrained_dir.is_dir():
-        for config in sorted(pretrained_dir.rglob(CONFIG)):
-            folder = config.parent
-            rel = folder.relative_to(pretrained_dir)
-            if "classifiers" in rel.parts or not (folder / WEIGHTS).is_file():
-                continue
-            key = f"pretrained/{rel.as_posix()}" if rel.parts else "pretrained"
-            found.append(
-                Checkpoint(key, folder, *latent.read_origin(folder), generators.offered(folder))
-            )
+    for folder in find_checkpoints(pretrained_dir):
+        if not (folder / WEIGHTS).is_file():
+            continue
+        rel = folder.relative_to(pretrained_dir)
+        key = f"pretrained/{rel.as_posix()}" if rel.parts else "pretrained"
+        found.append(
+            Checkpoint(key, folder, *latent.read_origin(folder), generators.offered(folder))
+        )
     for run in list_runs(runs_dir):
         latest = run.latest_checkpoint()
         if latest is None or not (latest / WEIGHTS).is_file():

@@ -3,6 +3,7 @@ would: every endpoint returns images of the right size, inverting an image G mad
 again, and bad inputs get a clear message while the server goes on serving."""
 
 import importlib.util
+import json
 import os
 import re
 import socket
@@ -77,7 +78,9 @@ def checkpoints(root: Path) -> tuple[Path, Path]:
     (mismatched / "config.json").write_text(
         (mismatched / "config.json").read_text().replace('"n": 8', '"n": 16')
     )
-    save_pretrained(tiny(0), pretrained / "classifiers" / "faces")
+    other = pretrained / "classifiers" / "faces"  # another model's folder: not a generator
+    save_pretrained(tiny(0), other)
+    (other / "config.json").write_text(json.dumps({"classes": 10, "width": 32}))
     run = RunDir(runs / "demo")
     run.create()
     run.write_config(RunConfig(model=CFG, train=TrainConfig(gamma=0.5)))

@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import charts, settings, widgets
+from began_core.checkpoints.hub import find_checkpoints
 from began_core.runs import launch
 from began_core.runs.run_dir import list_runs, text
 
@@ -119,7 +120,7 @@ def compare(infos: list[widgets.RunInfo]) -> None:
 
 def pretrained(root: Path, read_only: bool) -> None:
     st.header("Shipped checkpoints")
-    found = sorted(p for p in root.glob("*") if _is_began(p)) if root.is_dir() else []
+    found = find_checkpoints(root)
     if not found:
         st.caption(f"No shipped checkpoints in {widgets.plain(root.name + '/')} yet.")
         return
@@ -164,17 +165,6 @@ def checkpoint_samples(path: str, mtime_ns: int) -> bytes:
     buf = io.BytesIO()
     grid.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _is_began(path: Path) -> bool:
-    """A BEGAN checkpoint folder (shipped classifiers and other models are skipped)."""
-    from began_core.checkpoints.hub import CheckpointError, read_config
-
-    try:
-        read_config(path)
-    except CheckpointError:
-        return False
-    return True
 
 
 def _mtime(path: Path) -> int:

@@ -122,6 +122,24 @@ def read_config(name_or_path: str | os.PathLike) -> ModelConfig:
         raise CheckpointError(f"{path / CONFIG} is not a valid BEGAN model config: {e}") from e
 
 
+def find_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """The BEGAN checkpoint folders under `root` (itself and every folder below it, sorted):
+    each holds a config.json that reads as a BEGAN model config. Other models' folders (a
+    classifier) are skipped; a folder whose weights are missing or damaged is still listed,
+    for its caller to say so (the explorer offers only loadable ones)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for config in sorted(root.rglob(CONFIG)):
+        try:
+            read_config(config.parent)
+        except CheckpointError:
+            continue
+        found.append(config.parent)
+    return found
+
+
 def load(
     name_or_path: str | os.PathLike,
     *,
