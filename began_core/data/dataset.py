@@ -214,14 +214,19 @@ def _close_zips() -> None:
 
 def _worker_signals(leaving: Any) -> None:
     """Pool initializer: SIGINT is ignored; SIGTERM ends the worker only once the parent has
-    set `leaving` (its own terminate), not when it reached the whole process group."""
+    set `leaving` (its own terminate), not when it reached the whole process group. SIGTERM is
+    blocked in every thread (from the forkserver on: forkserver_preload) and read here by one
+    thread of its own, whatever the others are doing."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
-    def on_term(_signum: int, _frame: Any) -> None:
-        if leaving.is_set():
-            os._exit(1)
+    def read_sigterm() -> None:
+        while True:
+            signal.sigwait({signal.SIGTERM})
+            if leaving.is_set():
+                os._exit(1)
 
-    signal.signal(signal.SIGTERM, on_term)
+    threading.Thread(target=read_sigterm, name="sigterm", daemon=True).start()
 
 
 def _decode_chunk(jobs: list) -> list[np.ndarray | str]:
