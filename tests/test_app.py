@@ -121,9 +121,9 @@ def submit(at: AppTest) -> AppTest:
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
-        ({"data": FOLDER, "data_path": "no/such/folder"}, "does not exist"),
+        ({"data": FOLDER, "data_path": "no/such/folder"}, "not found: no such file or folder"),
         ({"data": FOLDER, "data_path": ""}, "choose a built-in dataset or give a folder"),
-        ({"data": FOLDER, "data_path": "EMPTY"}, "no images in the folder"),
+        ({"data": FOLDER, "data_path": "EMPTY"}, "no images found in the folder"),
         ({"gamma": 0.0}, "gamma must be in (0, 1]"),
         ({"lr": 0.0}, "lr and lr_min must be positive"),
         ({"lambda_k": 0.0}, "lambda_k must be positive"),

@@ -232,6 +232,21 @@ def test_hostile_data_is_refused_before_decoding(tmp_path, monkeypatch, kind, sa
     assert said in str(info.value)
 
 
+# What can be told from the file names, before any decoding: the dashboard's check before a
+# launch must refuse each of these as training does (it once accepted the hostile zips).
+LISTED = [d for d in DATA if d[0] not in ("every image corrupt", "PNG bombs only")]
+
+
+@pytest.mark.parametrize(("kind", "said"), LISTED, ids=[d[0] for d in LISTED])
+def test_the_launch_check_refuses_what_training_refuses(tmp_path, kind, said):
+    from began_core.runs.launch import LaunchError, check_data
+
+    source = data_case(kind, tmp_path / "in")
+    with pytest.raises(LaunchError) as info:
+        check_data(str(source), 1)
+    assert said in str(info.value)
+
+
 def test_symlink_inside_the_folder_is_fine(tmp_path, monkeypatch):
     monkeypatch.setenv("BEGAN_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "data"

@@ -89,12 +89,12 @@ def test_validate_launch_rejects_bad_values(values, message):
 
 
 def test_validate_launch_checks_the_data_path(tmp_path):
-    with pytest.raises(launch.LaunchError, match="does not exist"):
+    with pytest.raises(launch.LaunchError, match="not found: no such file or folder"):
         launch.validate_launch({**TINY, "data": str(tmp_path / "nowhere")})
     empty = tmp_path / "empty"
     (empty / "sub").mkdir(parents=True)
     (empty / "notes.txt").write_text("no pictures here")
-    with pytest.raises(launch.LaunchError, match="no images in the folder"):
+    with pytest.raises(launch.LaunchError, match="no images found in the folder"):
         launch.validate_launch({**TINY, "data": str(empty)})
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(launch.LaunchError, match="not a .zip"):

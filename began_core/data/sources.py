@@ -62,33 +62,7 @@ def open_dataset(
     resolution, name = int(resolution), os.fspath(source)
     if name.lower() in BUILTIN_DATASETS:
         return open_builtin(name.lower(), resolution, channels, max_images)
-    path = Path(name).expanduser()
-    if not path.exists():
-        close = difflib.get_close_matches(name.lower(), BUILTIN_DATASETS, n=1)
-        raise DatasetError(
-            f"dataset {name!r} not found: no such file or folder ({path.absolute()})."
-            + (f" Did you mean {close[0]!r}?" if close else "")
-            + f" Give a folder or .zip of images, or a built-in name: {', '.join(BUILTIN_DATASETS)}."
-        )
-    zip_path = None
-    if path.is_dir():
-        files = _scan_folder(path)
-    elif zipfile.is_zipfile(path):
-        zip_path = str(path.resolve())
-        with zipfile.ZipFile(path) as zf:
-            members = zf.infolist()
-        _check_members(path, members)
-        files = sorted(m.filename for m in members if _is_image_name(m.filename))
-    else:
-        raise DatasetError(
-            f"{name!r} is a file but not a .zip: give a folder of images, or a .zip of them."
-        )
-    kind = "zip" if zip_path else "folder"
-    if not files:
-        raise DatasetError(
-            f"no images found in the {kind} {str(path)!r}: searched recursively for "
-            f"{', '.join(IMAGE_EXTENSIONS)} (any case). Point to a {kind} that contains images."
-        )
+    kind, path, zip_path, files = list_images(name)
     labels, class_names = _folder_labels(files)
     if max_images is not None and max_images < len(files):
         keep = subset_indices(len(files), max_images)
@@ -117,6 +91,43 @@ def open_dataset(
         labels=labels,
         class_names=class_names,
     )
+
+
+def list_images(source: str | os.PathLike) -> tuple[str, Path, str | None, list[str]]:
+    """The image files of a folder or .zip, as `open_dataset` would decode them, without
+    decoding any: (kind "folder" or "zip", path, the zip's resolved path or None, sorted names).
+    A missing path, a file that is no zip, a hostile zip or one without images raise
+    DatasetError, so that a quick check (the dashboard's, before launching) refuses exactly
+    what training would."""
+    name = os.fspath(source)
+    path = Path(name).expanduser()
+    if not path.exists():
+        close = difflib.get_close_matches(name.lower(), BUILTIN_DATASETS, n=1)
+        raise DatasetError(
+            f"dataset {name!r} not found: no such file or folder ({path.absolute()})."
+            + (f" Did you mean {close[0]!r}?" if close else "")
+            + f" Give a folder or .zip of images, or a built-in name: {', '.join(BUILTIN_DATASETS)}."
+        )
+    zip_path = None
+    if path.is_dir():
+        files = _scan_folder(path)
+    elif zipfile.is_zipfile(path):
+        zip_path = str(path.resolve())
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+        _check_members(path, members)
+        files = sorted(m.filename for m in members if _is_image_name(m.filename))
+    else:
+        raise DatasetError(
+            f"{name!r} is a file but not a .zip: give a folder of images, or a .zip of them."
+        )
+    kind = "zip" if zip_path else "folder"
+    if not files:
+        raise DatasetError(
+            f"no images found in the {kind} {str(path)!r}: searched recursively for "
+            f"{', '.join(IMAGE_EXTENSIONS)} (any case). Point to a {kind} that contains images."
+        )
+    return kind, path, zip_path, files
 
 
 def _is_image_name(name: str) -> bool:

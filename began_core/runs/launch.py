@@ -111,43 +111,23 @@ def _number(name: str, value: Any) -> Any:
 
 def check_data(source: str, batch_size: int = 1) -> None:
     """A quick look at a data source: a built-in name, or a folder / .zip holding at least
-    `batch_size` images. Decoding is the trainer's job; this only lists file names."""
-    from ..data.sources import BUILTIN_DATASETS, IMAGE_EXTENSIONS
+    `batch_size` images, by the trainer's own listing (data.sources.list_images: what it
+    refuses, a hostile zip among it, is refused here). Lists file names; decodes nothing."""
+    from ..data.sources import BUILTIN_DATASETS, DatasetError, list_images
 
     if str(source).lower() in BUILTIN_DATASETS:
         return
-    path = Path(source).expanduser()
     if not str(source).strip():
         raise LaunchError("choose a built-in dataset or give a folder of images.")
-    if not path.exists():
-        raise LaunchError(f"{source!r} does not exist: give a folder or .zip of images.")
-    if path.is_dir():
-        found = _count_images(path, IMAGE_EXTENSIONS, batch_size)
-        kind = "folder"
-    elif zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            found = sum(1 for n in zf.namelist() if n.lower().endswith(IMAGE_EXTENSIONS))
-        kind = "zip"
-    else:
-        raise LaunchError(f"{source!r} is a file but not a .zip: give a folder of images.")
-    if found == 0:
+    try:
+        kind, _, _, files = list_images(source)
+    except DatasetError as e:
+        raise LaunchError(str(e)) from None
+    if len(files) < batch_size:
         raise LaunchError(
-            f"no images in the {kind} {source!r} (looked for {', '.join(IMAGE_EXTENSIONS)})."
+            f"the {kind} {source!r} holds {len(files)} images, fewer than the batch size "
+            f"{batch_size}."
         )
-    if found < batch_size:
-        raise LaunchError(
-            f"the {kind} {source!r} holds {found} images, fewer than the batch size {batch_size}."
-        )
-
-
-def _count_images(root: Path, extensions: tuple[str, ...], enough: int) -> int:
-    found = 0
-    for _, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found += sum(1 for f in filenames if f.lower().endswith(extensions))
-        if found >= enough:
-            break
-    return found
 
 
 def check_run_name(root: str | os.PathLike, name: str) -> Path:
