@@ -157,7 +157,7 @@ def _histogram_skeleton(gamma: float, height: int) -> dict:
         annotation_text=f"γ·mean L(x), γ = {gamma:g}",
         annotation_position="top right",
     )
-    fig.update_xaxes(type="log", title_text="L(v), log scale")
+    fig.update_xaxes(type="log", dtick=1, title_text="L(v), log scale")  # one label a decade
     fig.update_yaxes(title_text="points")
     fig.update_layout(
         barmode="overlay",
@@ -226,7 +226,7 @@ def _curves_skeleton(gamma: float, height: int) -> dict:
             row,
             1,
         )
-    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(type="log", dtick=1, row=1, col=1)  # one label a decade, not crowded
     fig.update_xaxes(title_text="step", row=3, col=1)
     fig.update_annotations(font_size=13)
     fig.update_layout(
