@@ -85,8 +85,11 @@ def build_explorer(
     *,
     allow_hub: bool = True,
     explorer: Explorer | None = None,
+    heading: bool = True,
 ) -> gr.Blocks:
-    """The explorer as a `gr.Blocks`; launch it, mount it, or serve it in the background."""
+    """The explorer as a `gr.Blocks`; launch it, mount it, or serve it in the background.
+    `heading=False` leaves out its title and description: inside the dashboard's Explore page,
+    which has its own, they were said twice."""
     ex = explorer or Explorer(pretrained_dir, runs_dir, allow_hub=allow_hub)
     choices = ex.choices()
     first = ex.default_choice()
@@ -94,10 +97,12 @@ def build_explorer(
     handler = _handler(ServedImages())
 
     with gr.Blocks(title="BEGAN explorer", analytics_enabled=False) as demo:
-        gr.Markdown(
-            "## BEGAN explorer\nSample a trained generator G, move through its latent space "
-            "z ~ U[-1, 1]^Nz, invert G on a picture, and compare the diversity ratio gamma."
-        )
+        if heading:
+            gr.Markdown(
+                "## BEGAN explorer\nSample a trained generator G, move through its latent "
+                "space z ~ U[-1, 1]^Nz, invert G on a picture, and compare the diversity ratio "
+                "gamma."
+            )
         with gr.Row():
             ckpt = gr.Dropdown(choices, value=first, label="Checkpoint", scale=3)
             with gr.Column(scale=2, visible=allow_hub):

@@ -73,7 +73,7 @@ def serve_in_background(port: int | None = None, host: str | None = None) -> str
             if port:
                 options["server_port"] = port
             use_threads()
-            demo = build_explorer()
+            demo = build_explorer(heading=False)  # the Explore page has its own
             demo.queue(max_size=64).launch(prevent_thread_lock=True, quiet=True, **options)
             _server_url = demo.local_url
         return _server_url
@@ -102,7 +102,11 @@ def mountable(path: str = EXPLORER_PATH) -> Mounted:
     global _mounted_at
     use_threads()
     sub = gr.mount_gradio_app(
-        FastAPI(), build_explorer(), path="/", css=CSS, max_file_size=images.MAX_BYTES
+        FastAPI(),
+        build_explorer(heading=False),  # the Explore page has its own title
+        path="/",
+        css=CSS,
+        max_file_size=images.MAX_BYTES,
     )
 
     @contextlib.asynccontextmanager
