@@ -440,11 +440,10 @@ def decoded(got: list[bytes]) -> int:
     return int(counts[-1]) if counts else 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_to_the_process_group_stops_a_pool_decode(tmp_path, cache, sig):
-    """As a terminal's Ctrl-C does, the signal reaches the pool's workers too: one it killed
-    lost its images, and the pool waited for them for ever."""
-    folder, out = big_images(tmp_path / "big", 600), tmp_path / "run"
+def pool_decoding(tmp_path: Path, cache: Path, out: Path) -> tuple[subprocess.Popen, list[bytes]]:
+    """A `train` in its own session, decoding 600 large images through the pool; returned once
+    its workers have decoded some, with what its stderr said so far (and goes on saying)."""
+    folder = big_images(tmp_path / "big", 600)
     proc = subprocess.Popen(
         [sys.executable, "-c", POOL_TRAIN, "train", "--out", str(out), "--data", str(folder)],
         cwd=ROOT,
@@ -455,6 +454,19 @@ def test_signal_to_the_process_group_stops_a_pool_decode(tmp_path, cache, sig):
     got = reading(proc.stderr)
     try:
         wait_until(lambda: decoded(got) > 0, 180, "the workers to decode")
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return proc, got
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_to_the_process_group_stops_a_pool_decode(tmp_path, cache, sig):
+    """As a terminal's Ctrl-C does, the signal reaches the pool's workers too: one it killed
+    lost its images, and the pool waited for them for ever."""
+    out = tmp_path / "run"
+    proc, got = pool_decoding(tmp_path, cache, out)
+    try:
         os.killpg(proc.pid, sig)
         start = time.monotonic()
         proc.wait(timeout=60)
@@ -487,17 +499,8 @@ def in_group(pgid: int) -> list[int]:
 def test_workers_end_when_their_parent_is_killed(tmp_path, cache):
     """SIGKILL reaches the parent alone. Workers (and their forkserver) ignore a SIGTERM sent to
     the group; none of them may outlive the parent, waiting for work that will never come."""
-    folder, out = big_images(tmp_path / "big", 600), tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", POOL_TRAIN, "train", "--out", str(out), "--data", str(folder)],
-        cwd=ROOT,
-        env={**os.environ, "BEGAN_CACHE": str(cache)},
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    got = reading(proc.stderr)
+    proc, _ = pool_decoding(tmp_path, cache, tmp_path / "run")
     try:
-        wait_until(lambda: decoded(got) > 0, 180, "the workers to decode")
         assert len(in_group(proc.pid)) > 2  # the parent, its forkserver and workers
         proc.kill()
         proc.wait(timeout=10)
