@@ -107,7 +107,7 @@ def opt(
     `help` says what the option does; `--help` adds "(default X)", or `default_text` where the
     default needs words ("" for none). `flag` names the flag where it is not the field's name
     (`--filters` sets `n`). `frozen`: an exact resume refuses a different value (the run's
-    trajectory depends on it); every model and data field is frozen."""
+    trajectory depends on it); every model and data field is declared frozen."""
     if group not in GROUPS:
         raise ValueError(f"unknown flag group {group!r}; known: {sorted(GROUPS)}")
     meta: dict[str, Any] = {"help": help, "group": group, "flag": flag, "frozen": frozen}

@@ -58,7 +58,7 @@ def _options() -> dict[str, Option]:
                 default=f.default,
                 help=meta["help"],
                 group=meta["group"],
-                frozen=meta["frozen"] or section != "train",
+                frozen=meta["frozen"],
                 default_text=meta["default_text"],
                 choices=meta["choices"],
                 metavar=meta["metavar"],
