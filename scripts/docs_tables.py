@@ -13,8 +13,8 @@ own Markdown output does.
     python scripts/docs_tables.py            # rewrite every marked table from its JSON
     python scripts/docs_tables.py --check    # exit 1, naming each table that differs
 
-Only the standard library: it reads JSON and Markdown, never a model (tests/test_docs.py runs
-the check in a fraction of a second).
+The standard library and began_core's report formatting (no torch): it reads JSON and
+Markdown, never a model (tests/test_docs.py runs the check in a fraction of a second).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from began_core.evaluation import report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,43 +127,10 @@ def grid_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-# scripts/score_runs.py --table: G against G_ema, mean over the gamma runs (its `ema_table`).
-def _half_life(name: str, primary: float) -> float:
-    return -1.0 if name == "G" else primary if name == "G_ema" else float(name.split(":")[1])
-
-
+# scripts/score_runs.py --table: G against G_ema, mean over the gamma runs (the same
+# report.ema_table that script prints).
 def ema_table(key: str) -> Callable[[dict], str]:
-    def table(result: dict) -> str:
-        rows = result["rows"]
-        steps = sorted({r["step"] for r in rows})
-        first = min(r["ema_kimg"] for r in rows)
-        names = sorted({r["generator"] for r in rows}, key=lambda n: _half_life(n, first))
-        at = {(r["run"], r["step"], r["generator"]): r[key] for r in rows if key in r}
-        runs = sorted({r["run"] for r in rows})
-        primary = "/".join(f"{k:g}" for k in sorted({r["ema_kimg"] for r in rows}))
-
-        def label(name: str) -> str:
-            if name == "G":
-                return "G"
-            if name == "G_ema":
-                return f"G_ema, {primary} kimg (the run's)"
-            return f"G_ema, {name.split(':')[1]} kimg"
-
-        lines = [_row(["generator", *(f"{s:,}" for s in steps), "beats G"]), _rule(len(steps) + 2)]
-        for name in names:
-            cells, wins, total = [], 0, 0
-            for s in steps:
-                vals = [at[(r, s, name)] for r in runs if (r, s, name) in at]
-                cells.append(f"{statistics.fmean(vals):.1f}" if vals else "")
-                for r in runs:
-                    if name != "G" and (r, s, name) in at and (r, s, "G") in at:
-                        total += 1
-                        wins += at[(r, s, name)] < at[(r, s, "G")]
-            beats = f"{wins} of {total}" if name != "G" else ""
-            lines.append(f"| {label(name)} | {' | '.join(cells)} | {beats} |")
-        return "\n".join(lines)
-
-    return table
+    return lambda result: report.ema_table(result["rows"], key)
 
 
 # scripts/small_data_compare.py's results: the summary of each run, with and without

@@ -3,6 +3,7 @@ prints, and the markdown quality table of model cards, the README and the compar
 
 from __future__ import annotations
 
+import statistics
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -69,4 +70,44 @@ def format_table(r: dict[str, Any]) -> str:
         *textwrap.wrap(r["inception_note"], 88),
         f"({r['seconds']:.0f} s)",
     ]
+    return "\n".join(lines)
+
+
+def _half_life(name: str, primary: float) -> float:
+    """Where a generator sorts: G first, then the averages by half-life."""
+    return -1.0 if name == "G" else primary if name == "G_ema" else float(name.split(":")[1])
+
+
+def ema_table(rows: list[dict], key: str = "heldout_fd") -> str:
+    """Per generator (G_ema by half-life) and step: the score averaged over the gamma runs, and
+    in how many (gamma, step) cells it beat G."""
+    steps = sorted({r["step"] for r in rows})
+    first = min(r["ema_kimg"] for r in rows)
+    names = sorted({r["generator"] for r in rows}, key=lambda n: _half_life(n, first))
+    at = {(r["run"], r["step"], r["generator"]): r[key] for r in rows if key in r}
+    runs = sorted({r["run"] for r in rows})
+    primary = "/".join(f"{k:g}" for k in sorted({r["ema_kimg"] for r in rows}))
+
+    def label(name: str) -> str:
+        if name == "G":
+            return "G"
+        if name == "G_ema":
+            return f"G_ema, {primary} kimg (the run's)"
+        return f"G_ema, {name.split(':')[1]} kimg"
+
+    lines = [
+        f"| generator | {' | '.join(f'{s:,}' for s in steps)} | beats G |",
+        "|" + " --- |" * (len(steps) + 2),
+    ]
+    for name in names:
+        cells, wins, total = [], 0, 0
+        for s in steps:
+            vals = [at[(r, s, name)] for r in runs if (r, s, name) in at]
+            cells.append(f"{statistics.fmean(vals):.1f}" if vals else "")
+            for r in runs:
+                if name != "G" and (r, s, name) in at and (r, s, "G") in at:
+                    total += 1
+                    wins += at[(r, s, name)] < at[(r, s, "G")]
+        beats = f"{wins} of {total}" if name != "G" else ""
+        lines.append(f"| {label(name)} | {' | '.join(cells)} | {beats} |")
     return "\n".join(lines)
