@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     """Defaults (or the stored config, on resume) overridden by the flags that were given."""
     given = {k: v for k, v in vars(args).items() if k in FLAGS and v is not None}
-    preset = getattr(args, "preset", None)
+    preset = args.preset
     if args.resume is not None:
         from ..runs.run_dir import RunDir
 
