@@ -1,10 +1,10 @@
 """Training and sampling throughput of began_core, against a peer-style eager step.
 
-    python bench/bench.py                 # full grid on every device here -> bench/results/
-    python bench/bench.py --quick         # small CPU grid (CI), printed only
-    python bench/bench.py --device cuda   # the GPU's table -> bench/results/cuda.{json,md}
-    python bench/bench.py --device cuda --profile   # and a profile of the graphed step
-    python bench/bench.py --dry-run --out-dir OUT   # every stage at a toy size, in seconds
+    python -m bench.bench                 # full grid on every device here -> bench/results/
+    python -m bench.bench --quick         # small CPU grid (CI), printed only
+    python -m bench.bench --device cuda   # the GPU's table -> bench/results/cuda.{json,md}
+    python -m bench.bench --device cuda --profile   # and a profile of the graphed step
+    python -m bench.bench --dry-run --out-dir OUT   # every stage at a toy size, in seconds
 
 For every configuration (resolution x filters n x batch) and device it times
   - began_core: `began_core.training.step.TrainStep`, the very step `began_core.training.train` runs by default
@@ -41,17 +41,13 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from reference import ReferenceStep
-
 from began_core.config import ModelConfig, TrainConfig
 from began_core.nn.model import BEGAN
 from began_core.training.distributed import hardware_name
 from began_core.training.fast_path import native_bf16, resolve
 from began_core.training.graphed import GraphedStep
 from began_core.training.step import TrainStep
+from bench.reference import ReferenceStep
 
 FULL = {"resolution": [32, 64, 128], "n": [32, 64, 128], "batch": [16, 64]}
 QUICK = {"resolution": [32], "n": [16, 32], "batch": [16]}

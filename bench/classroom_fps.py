@@ -30,7 +30,7 @@ import torch
 from app import classroom_charts as charts
 from began_core.classroom import points
 from began_core.classroom.began2d import Classroom
-from bench import cpu_model  # bench/bench.py, beside this script
+from bench.bench import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

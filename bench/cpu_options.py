@@ -1,7 +1,7 @@
 """What each speed option gives a CPU training step, one option added at a time.
 
-    python bench/cpu_options.py                  # the two configurations of docs/speed.md's table
-    python bench/cpu_options.py --res 64 --n 32 --rounds 12
+    python -m bench.cpu_options                  # the two configurations of docs/speed.md's table
+    python -m bench.cpu_options --res 64 --n 32 --rounds 12
 
 Every variant is a `began_core.training.step.TrainStep` (the reference is `bench/reference.py`), built
 from the same weights and timed in turns, a step of each per round, so that a busy moment of
@@ -22,14 +22,14 @@ import time
 from pathlib import Path
 
 import torch
-from reference import ReferenceStep
 
 from began_core.config import ModelConfig, TrainConfig
 from began_core.nn.elu import set_fast
 from began_core.nn.model import BEGAN
 from began_core.training.fast_path import native_bf16, resolve
 from began_core.training.step import TrainStep
-from bench import ceilings, cpu_model, step_flops, write_results
+from bench.bench import ceilings, cpu_model, step_flops, write_results
+from bench.reference import ReferenceStep
 
 BATCH = 16
 CONFIGS = [(64, 32), (32, 16)]  # the shipped generators' size; the dashboard's demo

@@ -1,8 +1,8 @@
 """Does decoding JPEGs at reduced scale (PIL's `Image.draft`, libjpeg's DCT scaling) pay for
 CelebA-shaped images at 64 px, and how far are its pixels from a full decode?
 
-    python bench/jpeg_draft.py                 # 3,000 synthetic 178x218 JPEGs, 64 px
-    python bench/jpeg_draft.py --n 500 --resolution 32
+    python -m bench.jpeg_draft                 # 3,000 synthetic 178x218 JPEGs, 64 px
+    python -m bench.jpeg_draft --n 500 --resolution 32
 
 Makes N synthetic 178x218 JPEGs (smooth shapes, a face-like blob, fine texture, sensor-like
 noise; quality 90, as CelebA's) in a temp folder, then decodes each the way

@@ -1,9 +1,9 @@
 """Where a CPU training step's time goes: torch.profiler over `began_core.training.step.TrainStep`.
 
-    python bench/profile_cpu.py                       # the default grid -> bench/results/
-    python bench/profile_cpu.py --res 64 --n 32       # one configuration, printed only
-    python bench/profile_cpu.py --options amp,channels_last,fused_adam,compile
-    python bench/profile_cpu.py --torch-elu --out bench/results/cpu-profile-torch-elu
+    python -m bench.profile_cpu                       # the default grid -> bench/results/
+    python -m bench.profile_cpu --res 64 --n 32       # one configuration, printed only
+    python -m bench.profile_cpu --options amp,channels_last,fused_adam,compile
+    python -m bench.profile_cpu --torch-elu --out bench/results/cpu-profile-torch-elu
 
 Every operator the profiler sees is put in one bucket by its own (self) time: convolutions
 (forward and backward, oneDNN), matrix products (the two linear layers), ELU (forward and
@@ -31,7 +31,7 @@ from began_core.config import ModelConfig, TrainConfig
 from began_core.nn.elu import set_fast
 from began_core.nn.model import BEGAN
 from began_core.training.step import TrainStep
-from bench import cpu_model, write_results
+from bench.bench import cpu_model, write_results
 
 GRID = [(32, 16), (32, 32), (32, 64), (64, 16), (64, 32), (64, 64)]
 BATCH = 16

@@ -682,7 +682,7 @@ def _top(path: Path, into: Path, runs_into: Path) -> str:
 
 
 def cmd_bench(rest: list[str]) -> int:
-    """bench/bench.py as it is, with the window's grid order (the targets first) and its
+    """`python -m bench.bench` as it is, with the window's grid order (the targets first) and its
     results written whole (temp file, rename): the window's time limit ends the bench with
     SIGTERM, which must not leave half a JSON file behind."""
     import importlib
@@ -697,7 +697,7 @@ def cmd_bench(rest: list[str]) -> int:
         os.replace(tmp, stem.with_suffix(".md"))
 
     bench.write_results = write_results
-    sys.argv = ["bench/bench.py", *rest]
+    sys.argv = ["bench.bench", *rest]
     return bench.main()
 
 

@@ -9,7 +9,7 @@
 # recorded and the next one runs:
 #   1 env     nvidia-smi, torch and CUDA versions
 #   2 tests   python3 -m pytest -m cuda (the CUDA-marked tests)
-#   3 bench   bench/bench.py --device cuda --profile (the two targets first)
+#   3 bench   python3 -m bench.bench --device cuda --profile (the two targets first)
 #   4 train   the three 64x64 generators (gamma 0.3, 0.5, 0.7, scripts/train_gammas.sh's
 #             recipe, G_ema with a half-life sweep) side by side on the GPU until the budget's
 #             training share ends; a runs folder from an earlier window is resumed
