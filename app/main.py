@@ -16,8 +16,11 @@ as `__main__`.
 import sys
 from pathlib import Path
 
+# `streamlit run` puts app/ on the import path, not the repository root, and the Space installs
+# requirements.txt without the checkout: the one place in the project that edits the path
+# (tests/test_layering.py holds it to that).
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the repository
+if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402

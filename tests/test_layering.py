@@ -191,3 +191,38 @@ def test_top_level_modules_import_no_subpackage():
         if layer(target) in ALLOWED
     )
     assert not offenders
+
+
+# Where the code of this checkout finds itself: installed (`pip install -e .`), or run from
+# the repository root (`python -m`), never by editing the import path. The one exception is
+# the dashboard's script: `streamlit run app/main.py` puts app/ on the path, not the root, and
+# the Space installs requirements.txt without the checkout, so the script adds the root itself.
+PATH_CALLS = {"sys.path.insert", "sys.path.append", "sys.path.extend", "site.addsitedir"}
+MAY_EDIT_THE_PATH = {"app/main.py"}
+
+
+def edits_the_import_path(node: ast.AST) -> bool:
+    if isinstance(node, ast.Call):
+        return ast.unparse(node.func) in PATH_CALLS
+    if isinstance(node, (ast.Assign, ast.AugAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return any(
+            ast.unparse(t).startswith("sys.path") or "PYTHONPATH" in ast.unparse(t) for t in targets
+        )
+    return False
+
+
+def test_the_path_check_sees_each_way_of_editing_the_path():
+    for code in ("sys.path.insert(0, 'x')", "sys.path += ['x']", "os.environ['PYTHONPATH'] = 'x'"):
+        assert any(edits_the_import_path(n) for n in ast.walk(ast.parse(code))), code
+    assert not any(edits_the_import_path(n) for n in ast.walk(ast.parse("x = sys.path[0]")))
+
+
+def test_nothing_edits_the_import_path_but_the_dashboard_script():
+    found = {
+        path.relative_to(ROOT).as_posix()
+        for folder in ("began_core", "app", "scripts", "bench", "tests")
+        for path in (ROOT / folder).rglob("*.py")
+        if any(map(edits_the_import_path, ast.walk(ast.parse(path.read_text(encoding="utf-8")))))
+    }
+    assert found == MAY_EDIT_THE_PATH
