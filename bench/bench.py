@@ -48,6 +48,7 @@ from began_core.training.fast_path import native_bf16, resolve
 from began_core.training.graphed import GraphedStep
 from began_core.training.step import TrainStep
 from bench.reference import ReferenceStep
+from bench.tables import grid_table
 
 FULL = {"resolution": [32, 64, 128], "n": [32, 64, 128], "batch": [16, 64]}
 QUICK = {"resolution": [32], "n": [16, 32], "batch": [16]}
@@ -278,24 +279,8 @@ def markdown(result: dict) -> str:
             else []
         ),
         "",
-        "| res | n | batch | GFLOP/step | reference img/s | began_core img/s | speed-up "
-        "| of ceilings (mm / conv) | fast img/s | speed-up | of ceilings (mm / conv) |",
-        "|" + " --- |" * 11,
+        grid_table(result),
     ]
-    for r in result["rows"]:
-        head = f"| {r['resolution']} | {r['n']} | {r['batch']} | {r['gflop_per_step']:.1f} |"
-        if "skipped" in r:
-            lines.append(f"{head} skipped: {r['skipped']} |" + " |" * 6)
-            continue
-        b, f, ref = r["began_core"], r["fast"], r["reference"]
-
-        def share(v: dict) -> str:
-            return f"{100 * v['of_ceiling']:.0f}% / {100 * v['of_conv_ceiling']:.0f}%"
-
-        lines.append(
-            f"{head} {ref['images_per_s']:.1f} | {b['images_per_s']:.1f} | {r['speedup']:.2f}x | "
-            f"{share(b)} | {f['images_per_s']:.1f} | {r['speedup_fast']:.2f}x | {share(f)} |"
-        )
     extra = [r for r in result["rows"] if "graphed" in r or "reduce-overhead" in r]
     if extra:
         lines += [

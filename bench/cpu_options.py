@@ -30,6 +30,7 @@ from began_core.training.fast_path import native_bf16, resolve
 from began_core.training.step import TrainStep
 from bench.bench import ceilings, cpu_model, step_flops, write_results
 from bench.reference import ReferenceStep
+from bench.tables import cpu_options_table
 
 BATCH = 16
 CONFIGS = [(64, 32), (32, 16)]  # the shipped generators' size; the dashboard's demo
@@ -122,20 +123,7 @@ def markdown(result: dict) -> str:
         "",
     ]
     for c in result["configs"]:
-        lines += [
-            f"{c['res']}x{c['res']}, n={c['n']} ({c['gflop_per_step']:.1f} GFLOP a step); "
-            f"`train`'s default here: {c['default']}.",
-            "",
-            "| variant | ms/step | img/s | vs reference | of bf16 conv ceiling | first 3 steps |",
-            "|" + " --- |" * 6,
-        ]
-        for r in c["rows"]:
-            first = f"{r['first_steps_s']:.1f} s" if r["first_steps_s"] is not None else ""
-            lines.append(
-                f"| {r['variant']} | {r['step_ms']:.1f} | {r['images_per_s']:.1f} | "
-                f"{r['speedup']:.2f}x | {100 * r['of_bf16_conv_ceiling']:.0f}% | {first} |"
-            )
-        lines.append("")
+        lines += [cpu_options_table(c), ""]
     return "\n".join(lines)
 
 

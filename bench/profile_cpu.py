@@ -32,21 +32,11 @@ from began_core.nn.elu import set_fast
 from began_core.nn.model import BEGAN
 from began_core.training.step import TrainStep
 from bench.bench import cpu_model, write_results
+from bench.tables import PROFILE_BUCKETS, profile_table
 
 GRID = [(32, 16), (32, 32), (32, 64), (64, 16), (64, 32), (64, 64)]
 BATCH = 16
-BUCKETS = (
-    "convolution",
-    "matrix product",
-    "ELU",
-    "up-sampling",
-    "elementwise and reductions",
-    "casts and copies",
-    "allocation",
-    "Adam",
-    "zero_grad",
-    "outside operators",
-)
+BUCKETS = PROFILE_BUCKETS
 
 
 def bucket(name: str, ancestors: list[str]) -> str:
@@ -118,7 +108,6 @@ def profile_step(
 
 def markdown(result: dict) -> str:
     rows = result["rows"]
-    head = " | ".join(f"{r['res']}x{r['res']} n={r['n']}" for r in rows)
     lines = [
         f"### Where a CPU step goes ({result['cpu_model']}, {result['cpus']} cores, "
         f"{result['threads']} threads), {result['date']}",
@@ -126,13 +115,8 @@ def markdown(result: dict) -> str:
         f"torch {result['torch']}, batch {BATCH}; the step: {rows[0]['path']}. Share of a "
         "step's wall time per bucket (ms per step in brackets).",
         "",
-        f"| bucket | {head} |",
-        "|" + " --- |" * (len(rows) + 1),
-        "| step | " + " | ".join(f"{r['step_ms']:.1f} ms" for r in rows) + " |",
+        profile_table(result),
     ]
-    for b in BUCKETS:
-        cells = [f"{100 * r['ms'][b] / r['step_ms']:.0f}% ({r['ms'][b]:.1f})" for r in rows]
-        lines.append(f"| {b} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -10,8 +10,8 @@ and TABLES below says which JSON file NAME is made from and how. The formatting 
 the script that wrote the JSON (each table names it), so a table here reads as that script's
 own Markdown output does.
 
-    python scripts/docs_tables.py            # rewrite every marked table from its JSON
-    python scripts/docs_tables.py --check    # exit 1, naming each table that differs
+    python -m scripts.docs_tables            # rewrite every marked table from its JSON
+    python -m scripts.docs_tables --check    # exit 1, naming each table that differs
 
 The standard library and began_core's report formatting (no torch): it reads JSON and
 Markdown, never a model (tests/test_docs.py runs the check in a fraction of a second).
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from began_core.evaluation import report
+from bench import tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,78 +54,13 @@ def _rule(columns: int) -> str:
     return "|" + " --- |" * columns
 
 
-# bench/profile_cpu.py: where a CPU step's time goes, per bucket (its `markdown`'s table).
-PROFILE_BUCKETS = (
-    "convolution",
-    "matrix product",
-    "ELU",
-    "up-sampling",
-    "elementwise and reductions",
-    "casts and copies",
-    "allocation",
-    "Adam",
-    "zero_grad",
-    "outside operators",
-)
-
-
-def profile_table(result: dict) -> str:
-    rows = result["rows"]
-    lines = [
-        _row(["bucket", *(f"{r['res']}x{r['res']} n={r['n']}" for r in rows)]),
-        _rule(len(rows) + 1),
-        _row(["step", *(f"{r['step_ms']:.1f} ms" for r in rows)]),
-    ]
-    for b in PROFILE_BUCKETS:
-        cells = [f"{100 * r['ms'][b] / r['step_ms']:.0f}% ({r['ms'][b]:.1f})" for r in rows]
-        lines.append(_row([b, *cells]))
-    return "\n".join(lines)
-
-
 # bench/cpu_options.py: what each CPU option gives, one table per configuration.
 def cpu_options_table(res: int, n: int) -> Callable[[dict], str]:
     def table(result: dict) -> str:
         (config,) = [c for c in result["configs"] if (c["res"], c["n"]) == (res, n)]
-        lines = [
-            f"{res}x{res}, n={n} ({config['gflop_per_step']:.1f} GFLOP a step); "
-            f"`train`'s default here: {config['default']}.",
-            "",
-            "| variant | ms/step | img/s | vs reference | of bf16 conv ceiling | first 3 steps |",
-            _rule(6),
-        ]
-        for r in config["rows"]:
-            first = f"{r['first_steps_s']:.1f} s" if r["first_steps_s"] is not None else ""
-            lines.append(
-                f"| {r['variant']} | {r['step_ms']:.1f} | {r['images_per_s']:.1f} | "
-                f"{r['speedup']:.2f}x | {100 * r['of_bf16_conv_ceiling']:.0f}% | {first} |"
-            )
-        return "\n".join(lines)
+        return tables.cpu_options_table(config)
 
     return table
-
-
-# bench/bench.py: the whole grid, reference against `train`'s default and the fast path.
-def grid_table(result: dict) -> str:
-    lines = [
-        "| res | n | batch | GFLOP/step | reference img/s | began_core img/s | speed-up "
-        "| of ceilings (mm / conv) | fast img/s | speed-up | of ceilings (mm / conv) |",
-        _rule(11),
-    ]
-
-    def share(v: dict) -> str:
-        return f"{100 * v['of_ceiling']:.0f}% / {100 * v['of_conv_ceiling']:.0f}%"
-
-    for r in result["rows"]:
-        head = f"| {r['resolution']} | {r['n']} | {r['batch']} | {r['gflop_per_step']:.1f} |"
-        if "skipped" in r:
-            lines.append(f"{head} skipped: {r['skipped']} |" + " |" * 6)
-            continue
-        b, f, ref = r["began_core"], r["fast"], r["reference"]
-        lines.append(
-            f"{head} {ref['images_per_s']:.1f} | {b['images_per_s']:.1f} | {r['speedup']:.2f}x | "
-            f"{share(b)} | {f['images_per_s']:.1f} | {r['speedup_fast']:.2f}x | {share(f)} |"
-        )
-    return "\n".join(lines)
 
 
 # scripts/score_runs.py --table: G against G_ema, mean over the gamma runs (the same
@@ -241,11 +177,13 @@ class Table:
 
 
 TABLES: dict[str, Table] = {
-    "cpu-profile-torch-elu": Table("bench/results/cpu-profile-torch-elu.json", profile_table),
-    "cpu-profile": Table("bench/results/cpu-profile.json", profile_table),
+    "cpu-profile-torch-elu": Table(
+        "bench/results/cpu-profile-torch-elu.json", tables.profile_table
+    ),
+    "cpu-profile": Table("bench/results/cpu-profile.json", tables.profile_table),
     "cpu-options-64": Table("bench/results/cpu-options.json", cpu_options_table(64, 32)),
     "cpu-options-32": Table("bench/results/cpu-options.json", cpu_options_table(32, 16)),
-    "cpu-grid": Table("bench/results/cpu.json", grid_table),
+    "cpu-grid": Table("bench/results/cpu.json", tables.grid_table),
     "ema-32-heldout": Table("docs/scores-32.json", ema_table("heldout_fd")),
     "ema-32-evaluate": Table("docs/scores-32.json", ema_table("classifier_fd")),
     "small-data": Table("docs/small-data.json", small_data_table),
@@ -315,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {line}", file=sys.stderr)
     if args.check:
         for line in differ:
-            print(f"{line}: run python scripts/docs_tables.py", file=sys.stderr)
+            print(f"{line}: run python -m scripts.docs_tables", file=sys.stderr)
         return 1 if differ or problems else 0
     for line in differ:
         print(f"rewrote {line.replace(' differs from ', ' from ')}")
