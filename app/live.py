@@ -141,8 +141,12 @@ def _problems(info: widgets.RunInfo, read_only: bool) -> None:
         if tail or (rest and not read_only):
             st.code(tail or rest, language=None)
     elif info.state == "starting":
+        # The trainer's newest start-up line (listing, decoding, compiling, ...); a public
+        # dashboard shows no logs, so it says what starting means in general.
+        now = "" if read_only else launch.log_tail(info.run, 1)
         st.info(
-            "Starting: loading the data and building the networks…", icon=":material/hourglass_top:"
+            f"Starting: {widgets.plain(now) if now else 'loading the data and building the networks…'}",
+            icon=":material/hourglass_top:",
         )
     elif info.state == "stopping":
         st.info("Stopping: finishing the step and writing a checkpoint…", icon=":material/pause:")

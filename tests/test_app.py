@@ -6,6 +6,8 @@ the last test, which launches and stops a real tiny run from the page.
 
 import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -283,6 +285,29 @@ def test_run_that_failed_to_start_shows_its_error(runs_dir):
     assert "not found" in texts(at, "error")
     assert not at.get("plotly_chart") and not at.exception
     assert "Delete for good" in {b.label for b in at.button}
+
+
+def test_a_starting_run_shows_what_it_is_doing_now(runs_dir):
+    run = RunDir(runs_dir / "big")  # launched, its trainer not yet at step 0
+    run.path.mkdir(parents=True)
+    # A live process that reads as a trainer (the launcher checks its command line).
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "began_core"])
+    try:
+        launched = {"pid": trainer.pid, "started": time.time()}
+        (run.path / LAUNCH_FILE).write_text(json.dumps(launched))
+        log = (
+            "listing the images in /data/faces\ndecoding: 10%| 300/3000\rdecoding: 45%| 1350/3000\n"
+        )
+        (run.path / launch.LOG_FILE).write_text(log)
+        at = app()
+        assert "Starting: decoding: 45%| 1350/3000" in texts(at, "info")
+        (run.path / launch.LOG_FILE).write_text(log + "compiling the fast ELU kernel\n")
+        at.run()
+        assert "Starting: compiling the fast ELU kernel" in texts(at, "info")
+        assert not at.exception
+    finally:
+        trainer.kill()
+        trainer.wait()
 
 
 def test_delete_from_the_page(runs_dir):
