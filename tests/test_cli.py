@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -139,3 +140,14 @@ def test_datasets_command_lists_builtins(capsys):
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
     assert "fluent-faces" in out and "shapes" in out and "MIT" in out
+
+
+def test_the_librarys_start_up_lines_reach_stderr_as_plain_lines(capsys):
+    assert main(["datasets"]) == 0
+    capsys.readouterr()
+    logging.getLogger("began_core.data.sources").info("listing the images in faces/")
+    logging.getLogger("began_core.nn.elu").debug("not shown")
+    assert capsys.readouterr().err == "listing the images in faces/\n"
+    assert main(["datasets"]) == 0  # a second call adds no second handler
+    logging.getLogger("began_core").info("once")
+    assert capsys.readouterr().err == "once\n"

@@ -1,6 +1,8 @@
 """The fast ELU (began_core/nn/elu.py) computes torch's ELU, forward and backward, in every layout
 it takes, and falls back to torch's where it does not apply."""
 
+import logging
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -98,3 +100,18 @@ def test_a_compiler_failure_mid_run_falls_back_to_torchs_elu(monkeypatch, caplog
     assert torch.allclose(b.grad, a.grad, atol=1e-6)  # (from the output, not the input)
     assert elu_module._broken and "fast ELU unavailable" in caplog.text
     assert elu(b, fast=True).grad_fn.__class__.__name__ == "EluBackward0"  # torch's from now on
+
+
+def test_compiling_says_so_before_it_starts(monkeypatch, caplog):
+    """The compile takes seconds with nothing else on screen: a line says what is going on
+    (`train` shows the library's INFO lines on stderr)."""
+    said_first = []
+
+    def compile_(fn, **options):
+        said_first.append("compiling the fast ELU kernel" in caplog.text)
+        return fn
+
+    monkeypatch.setattr(elu_module.torch, "compile", compile_)
+    with caplog.at_level(logging.INFO, logger="began_core"):
+        assert elu_module._kernels.__wrapped__() is not None  # the uncached body
+    assert said_first == [True, True]

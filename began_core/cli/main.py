@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -225,8 +226,33 @@ def cmd_datasets(_: argparse.Namespace) -> int:
     return 0
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler that writes to sys.stderr as it is at each line (a test may replace it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
+def _start_up_lines() -> None:
+    """The library's start-up lines (listing, decoding, compiling: seconds to minutes with
+    nothing else on screen) on stderr, a line each; in a run of several processes from rank 0
+    alone, as the progress bars are."""
+    log = logging.getLogger("began_core")
+    if not any(isinstance(h, _Stderr) for h in log.handlers):  # main() may run again
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _start_up_lines()
     from ..checkpoints.hub import CheckpointError
     from ..data.sources import DatasetError
     from ..evaluation.classifier import ClassifierError

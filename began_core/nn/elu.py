@@ -54,6 +54,9 @@ def _give_up(e: Exception) -> None:
 @functools.cache
 def _kernels() -> tuple[Callable, Callable] | None:
     """The compiled forward and backward, or None where torch.compile cannot run."""
+    # Seconds, once a process: inductor caches the generated code for the machine, but
+    # torch.compile still traces the two functions in every process (docs/speed.md).
+    log.info("compiling the fast ELU kernel (torch.compile, once a process)")
     try:
         fwd = torch.compile(_forward, fullgraph=True, dynamic=True)
         bwd = torch.compile(_backward, fullgraph=True, dynamic=True)
