@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from began_core.data import builtin_data, dataset, sources
+from began_core.data import builtin_data, cache, decoding, sources
 from began_core.data.sources import BUILTIN_DATASETS, DatasetError, ImageDataset, open_dataset
 
 
@@ -339,7 +339,7 @@ def test_cache_is_reused_without_decoding(tmp_path, monkeypatch):
     def no_decoding(job):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(dataset, "_decode_job", no_decoding)
+    monkeypatch.setattr(decoding, "_decode_job", no_decoding)
     again = open_dataset(folder, 8)
     assert isinstance(again.uint8(), np.memmap) and again.cache_path == first.cache_path
     assert np.array_equal(again.uint8(), first.uint8()) and again.skipped == 1
@@ -351,7 +351,7 @@ def test_cache_is_reused_without_decoding(tmp_path, monkeypatch):
 
 
 def test_process_pool_decoding(tmp_path, monkeypatch):
-    monkeypatch.setattr(dataset, "POOL_MIN_FILES", 0)
+    monkeypatch.setattr(decoding, "POOL_MIN_FILES", 0)
     for i in range(6):
         save(tmp_path / "p" / f"{i}.png", solid(10, 10, (0, i * 40, 0)))
     (tmp_path / "p" / "bad.jpg").write_bytes(b"\xff\xd8 not really")
@@ -366,7 +366,7 @@ def test_truncate_npy_keeps_a_valid_file(tmp_path):
     arr[:] = np.arange(1000)[:, None, None, None] % 251
     arr.flush()
     del arr
-    dataset._truncate_npy(path, 7)
+    cache._truncate_npy(path, 7)
     back = np.load(path)
     assert back.shape == (7, 3, 4, 4) and back[:, 0, 0, 0].tolist() == list(range(7))
 

@@ -27,7 +27,8 @@ import pytest
 from PIL import Image
 
 from began_core.cli.main import main
-from began_core.data import dataset, sources
+from began_core.data import cache as decode_cache
+from began_core.data import dataset, decoding, sources
 from began_core.data.sources import DatasetError, open_dataset
 
 from conftest import ROOT, dead_pid, wait_until
@@ -40,7 +41,7 @@ def cache(tmp_path, monkeypatch):
     """A private cache, used for every folder however small."""
     folder = tmp_path / "cache"
     monkeypatch.setenv("BEGAN_CACHE", str(folder))
-    monkeypatch.delenv(dataset.CACHE_MAX_ENV, raising=False)
+    monkeypatch.delenv(decode_cache.CACHE_MAX_ENV, raising=False)
     monkeypatch.setattr(sources, "CACHE_MIN_FILES", 0)
     return folder
 
@@ -64,7 +65,7 @@ def no_decoding(monkeypatch):
     def refuse(job):
         raise AssertionError("decoded")
 
-    monkeypatch.setattr(dataset, "_decode_job", refuse)
+    monkeypatch.setattr(decoding, "_decode_job", refuse)
 
 
 # --------------------------------------------------------------------------- never stale
@@ -137,7 +138,7 @@ def test_fingerprint_of_200000_files_is_fast(tmp_path):
     files = [str(bmp(tmp_path / f"{i}.bmp", (i, 0, 0))) for i in range(20)]
     jobs = [(None, files[i % 20]) for i in range(200_000)]
     start = time.perf_counter()
-    fingerprint = dataset.files_fingerprint(jobs)
+    fingerprint = decode_cache.files_fingerprint(jobs)
     # Measured: 200,000 distinct files 2.6-2.9 s on a busy 2-core EPYC (the folder's scan
     # before it, 10.7 s); these repeated ones, in the kernel's cache, take 1-2 s.
     assert time.perf_counter() - start < 10
@@ -174,7 +175,7 @@ def test_full_disk_on_reserving_space_is_one_message_and_leaves_nothing(
 def test_too_little_free_space_is_refused_before_decoding(tmp_path, cache, monkeypatch):
     for i in range(3):
         bmp(tmp_path / "data" / f"{i}.bmp", (i, 0, 0))
-    monkeypatch.setattr(dataset, "DISK_MARGIN", 2**62)  # no disk has that much free
+    monkeypatch.setattr(decode_cache, "DISK_MARGIN", 2**62)  # no disk has that much free
     no_decoding(monkeypatch)
     with pytest.raises(DatasetError) as info:
         open_dataset(tmp_path / "data", 8)
@@ -185,10 +186,10 @@ def test_too_little_free_space_is_refused_before_decoding(tmp_path, cache, monke
 def test_cache_turned_off_decodes_into_memory(tmp_path, cache, monkeypatch):
     for i in range(3):
         bmp(tmp_path / "data" / f"{i}.bmp", (i, 0, 0))
-    monkeypatch.setenv(dataset.CACHE_MAX_ENV, "0")
+    monkeypatch.setenv(decode_cache.CACHE_MAX_ENV, "0")
     ds = open_dataset(tmp_path / "data", 8)
     assert len(ds) == 3 and ds.cache_path is None and entries(cache) == []
-    monkeypatch.setenv(dataset.CACHE_MAX_ENV, "lots")
+    monkeypatch.setenv(decode_cache.CACHE_MAX_ENV, "lots")
     with pytest.raises(DatasetError, match="BEGAN_CACHE_MAX_GB='lots' is not a size"):
         open_dataset(tmp_path / "data", 8)
 
@@ -196,7 +197,7 @@ def test_cache_turned_off_decodes_into_memory(tmp_path, cache, monkeypatch):
 def test_too_little_memory_for_an_in_memory_decode_is_one_message(tmp_path, monkeypatch):
     for i in range(3):
         bmp(tmp_path / "data" / f"{i}.bmp", (i, 0, 0))
-    monkeypatch.setenv(dataset.CACHE_MAX_ENV, "0")
+    monkeypatch.setenv(decode_cache.CACHE_MAX_ENV, "0")
     monkeypatch.setattr(dataset, "available_memory", lambda: 100)
     no_decoding(monkeypatch)
     with pytest.raises(DatasetError) as info:
@@ -219,7 +220,7 @@ def test_memory_map_refused_for_memory_is_a_memory_message_and_leaves_nothing(
     def no_memory(*args, **kwargs):
         raise OSError(errno.ENOMEM, "Cannot allocate memory")
 
-    monkeypatch.setattr(dataset.np, "memmap", no_memory)
+    monkeypatch.setattr(decode_cache.np, "memmap", no_memory)
     with pytest.raises(DatasetError) as info:
         open_dataset(tmp_path / "data", 8)
     assert "not enough memory to decode" in str(info.value)
@@ -249,7 +250,7 @@ def test_error_while_decoding_leaves_no_temp_file(tmp_path, cache, monkeypatch):
     def broken(job):
         raise RuntimeError("a bug in the decoder")
 
-    monkeypatch.setattr(dataset, "_decode_job", broken)
+    monkeypatch.setattr(decoding, "_decode_job", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         open_dataset(tmp_path / "data", 8)
     assert entries(cache) == []
@@ -279,12 +280,12 @@ def test_real_full_disk_is_a_message_not_sigbus(tmp_path, tmpfs):
         bmp(folder / f"{i}.bmp", (i, 0, 0))
     script = (
         "import sys\n"
-        "import began_core.data.dataset as d, began_core.data.sources as s\n"
-        "d.DISK_MARGIN = -2**40\n"  # the check passes: only the reservation can fail
+        "import began_core.data.cache as c, began_core.data.sources as s\n"
+        "c.DISK_MARGIN = -2**40\n"  # the check passes: only the reservation can fail
         "s.CACHE_MIN_FILES = 0\n"
         "try:\n"
         f"    s.open_dataset({str(folder)!r}, 64)\n"  # 40 x 12 kB: more than the disk
-        "except d.DatasetError as e:\n"
+        "except s.DatasetError as e:\n"
         "    sys.exit(f'error: {e}')\n"
     )
     done = subprocess.run(
@@ -311,7 +312,7 @@ def test_temp_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_path, cac
     live = arrays / f"folder-def.{alive}.tmp.npy"
     for p in [*stale, live]:
         p.write_bytes(b"\0" * 1000)
-    assert dataset.stale_temps() == sorted(stale)
+    assert decode_cache.stale_temps() == sorted(stale)
     for i in range(3):
         bmp(tmp_path / "data" / f"{i}.bmp", (i, 0, 0))
     open_dataset(tmp_path / "data", 8)  # a writer clears what killed ones left
@@ -333,8 +334,8 @@ def make_folders(tmp_path: Path, k: int) -> list[Path]:
 def test_size_bound_removes_the_least_recently_used_first(tmp_path, cache, monkeypatch):
     a, b, c = make_folders(tmp_path, 3)
     first = open_dataset(a, 8)
-    size = dataset.cache_entries()[0].size
-    monkeypatch.setenv(dataset.CACHE_MAX_ENV, f"{2.5 * size / 1e9:.12f}")  # room for two
+    size = decode_cache.cache_entries()[0].size
+    monkeypatch.setenv(decode_cache.CACHE_MAX_ENV, f"{2.5 * size / 1e9:.12f}")  # room for two
     path_a = first.cache_path
     del first  # and with it the entry's lock
     gc.collect()
@@ -347,22 +348,22 @@ def test_size_bound_removes_the_least_recently_used_first(tmp_path, cache, monke
     time.sleep(0.05)
     path_c = open_dataset(c, 8).cache_path
     gc.collect()
-    kept = {str(e.path) for e in dataset.cache_entries()}
+    kept = {str(e.path) for e in decode_cache.cache_entries()}
     assert kept == {path_a, path_c} and not Path(path_b).with_suffix(".json").exists()
 
 
 def test_size_bound_never_removes_an_entry_in_use(tmp_path, monkeypatch):
     a, b = make_folders(tmp_path, 2)
     held = open_dataset(a, 8)  # held open, as by a training run
-    monkeypatch.setenv(dataset.CACHE_MAX_ENV, "0.000000001")  # 1 byte
+    monkeypatch.setenv(decode_cache.CACHE_MAX_ENV, "0.000000001")  # 1 byte
     other = open_dataset(b, 8)
-    kept = {str(e.path) for e in dataset.cache_entries()}
+    kept = {str(e.path) for e in decode_cache.cache_entries()}
     assert kept == {held.cache_path, other.cache_path}
     assert np.array_equal(held.uint8()[:, 0, 0, 0], [0, 1, 2, 3])
     del held
     gc.collect()
     open_dataset(b, 8)  # a is free now, and over the bound
-    assert {str(e.path) for e in dataset.cache_entries()} == {other.cache_path}
+    assert {str(e.path) for e in decode_cache.cache_entries()} == {other.cache_path}
 
 
 def test_cache_list_and_clear(tmp_path, cache, capsys):
@@ -414,7 +415,7 @@ def big_images(folder: Path, k: int) -> Path:
 # The CLI with the pool used for any number of files and every folder cached.
 POOL_TRAIN = (
     "import sys\n"
-    "import began_core.data.dataset as d, began_core.data.sources as s\n"
+    "import began_core.data.decoding as d, began_core.data.sources as s\n"
     "d.POOL_MIN_FILES = 0\n"
     "s.CACHE_MIN_FILES = 0\n"
     "from began_core.cli.main import main\n"
@@ -514,7 +515,7 @@ def test_workers_end_when_their_parent_is_killed(tmp_path, cache):
 # has started, so the pool is terminated while a worker is still importing.
 EARLY_END = (
     "import sys\n"
-    "import began_core.data.dataset as d, began_core.data.sources as s\n"
+    "import began_core.data.decoding as d, began_core.data.sources as s\n"
     "d.POOL_MIN_FILES = 0\n"
     "d.os.cpu_count = lambda: 2\n"
     "if __name__ == '__main__':\n"
@@ -545,7 +546,7 @@ def test_a_pool_ended_while_its_workers_start_does_not_wait_for_them(tmp_path, c
 # A script that opens a folder with Python's default signal handling (a notebook, a script).
 PLAIN_OPEN = (
     "import sys, time\n"
-    "import began_core.data.dataset as d, began_core.data.sources as s\n"
+    "import began_core.data.decoding as d, began_core.data.sources as s\n"
     "s.CACHE_MIN_FILES = 0\n"
     "real = d.load_image\n"
     "d.load_image = lambda *a, **k: (time.sleep(0.01), real(*a, **k))[1]\n"

@@ -185,7 +185,7 @@ def test_a_killed_writer_leaves_no_stale_lock(tmp_path):
 # The CLI with each image's decoding slowed to 5 ms, so that a Ctrl-C surely lands mid-decode.
 SLOW_DECODE = (
     "import sys, time\n"
-    "import began_core.data.dataset as d\n"
+    "import began_core.data.decoding as d\n"
     "real = d.load_image\n"
     "d.load_image = lambda *a, **k: (time.sleep(0.005), real(*a, **k))[1]\n"
     "from began_core.cli.main import main\n"

@@ -7,8 +7,9 @@ import sys
 import time
 from typing import Any
 
-from ..data import dataset
-from ..data.dataset import CacheEntry
+from ..data import cache as decode_cache
+from ..data import errors
+from ..data.cache import CacheEntry
 
 DESCRIPTION = """\
 A folder or zip of images is decoded once into a .npy file under $BEGAN_CACHE/arrays (default
@@ -47,9 +48,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def cmd_list() -> int:
-    entries, folder = dataset.cache_entries(), dataset.arrays_dir()
-    limit = dataset.cache_limit()
-    bound = f"bound {_size(limit)} ({dataset.CACHE_MAX_ENV})" if limit else "cache off"
+    entries, folder = decode_cache.cache_entries(), decode_cache.arrays_dir()
+    limit = decode_cache.cache_limit()
+    bound = f"bound {_size(limit)} ({decode_cache.CACHE_MAX_ENV})" if limit else "cache off"
     if not entries:
         print(f"no decoded datasets in {folder} ({bound})")
     else:
@@ -64,7 +65,7 @@ def cmd_list() -> int:
             )
         total = sum(e.size for e in entries)
         print(f"{_count(len(entries), 'entry', 'entries')}, {_size(total)} in {folder}; {bound}")
-    stale = dataset.stale_temps()
+    stale = decode_cache.stale_temps()
     if stale:
         size = sum(_file_size(p) for p in stale)
         print(
@@ -75,7 +76,7 @@ def cmd_list() -> int:
 
 
 def cmd_clear(names: list[str], unused_days: float | None) -> int:
-    entries = dataset.cache_entries()
+    entries = decode_cache.cache_entries()
     if names:
         by_name = {e.name: e for e in entries}
         unknown = [n for n in names if n.removesuffix(".npy") not in by_name]
@@ -92,10 +93,10 @@ def cmd_clear(names: list[str], unused_days: float | None) -> int:
     removed: list[CacheEntry] = []
     kept: list[CacheEntry] = []
     for e in entries:
-        (removed if dataset.remove_entry(e) else kept).append(e)
-    temps = dataset.remove_stale_temps()
+        (removed if decode_cache.remove_entry(e) else kept).append(e)
+    temps = decode_cache.remove_stale_temps()
     freed = sum(e.size for e in removed)
-    where = dataset.arrays_dir()
+    where = decode_cache.arrays_dir()
     print(f"removed {_count(len(removed), 'entry', 'entries')} ({_size(freed)}) from {where}")
     if temps:
         print(f"removed {_count(len(temps), 'temp file')} left by killed decodes")
@@ -105,7 +106,7 @@ def cmd_clear(names: list[str], unused_days: float | None) -> int:
 
 
 def _size(nbytes: int) -> str:
-    return dataset._size(nbytes)
+    return errors._size(nbytes)
 
 
 def _count(k: int, one: str, many: str | None = None) -> str:

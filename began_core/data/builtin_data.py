@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .dataset import DatasetError, ImageDataset, cache_dir, decode_to_dataset, subset_indices
+from .cache import cache_dir
+from .dataset import ImageDataset, decode_to_dataset, subset_indices
+from .errors import DatasetError
 
 BUILTIN_DATASETS: dict[str, str] = {
     "fluent-faces": "1,124 faces and people from Microsoft's Fluent Emoji 3D, colour, 18 labels; "

@@ -6,7 +6,7 @@ exits when its parent does.
 
 Its workers inherit the blocked mask, and so do the threads they start (numpy's BLAS pool): a
 SIGTERM waits, pending, until the pool's initializer reads it in a thread of its own
-(dataset._worker_signals). A Python-level handler was not enough: the kernel may hand the signal
+(decoding._worker_signals). A Python-level handler was not enough: the kernel may hand the signal
 to any thread that does not block it, and the main thread, waiting on a lock, never ran it."""
 
 import signal

@@ -18,7 +18,8 @@ import numpy as np
 from PIL import Image
 
 from .builtin_data import BUILTIN_DATASETS, open_builtin
-from .dataset import DatasetError, ImageDataset, decode_to_dataset, subset_indices
+from .dataset import ImageDataset, decode_to_dataset, subset_indices
+from .errors import DatasetError
 from .images import CELEBA_SIZE, MAX_BYTES
 
 __all__ = ["BUILTIN_DATASETS", "DatasetError", "ImageDataset", "open_dataset", "subset_indices"]

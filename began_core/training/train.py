@@ -32,7 +32,8 @@ from ..checkpoints.checkpoint_checks import check_config
 from ..checkpoints.hub import CheckpointError, describe_mismatch, load, save_pretrained
 from ..checkpoints.model_card import model_card, training_record
 from ..config import ConfigError, RunConfig, parse_policy
-from ..data.dataset import ImageDataset, stopping
+from ..data.dataset import ImageDataset
+from ..data.decoding import stopping
 from ..data.images import save_grid
 from ..data.sources import open_dataset
 from ..equilibrium import balance
