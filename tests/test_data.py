@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import time
 import zipfile
@@ -323,6 +324,28 @@ def test_bad_max_images():
 
 
 # --------------------------------------------------------------------------- cache and pool
+
+
+def test_a_large_set_says_whether_it_decodes_or_reads_the_cache(tmp_path, monkeypatch, caplog):
+    """Start-up lines (`train` prints them): the listing, the fingerprint and reserving the
+    cache take seconds at CelebA scale before the decode bar moves."""
+    from began_core.data import dataset
+
+    monkeypatch.setattr(sources, "CACHE_MIN_FILES", 0)
+    monkeypatch.setattr(dataset, "PROGRESS_MIN_FILES", 3)  # a large set, here
+    folder = tmp_path / "faces"
+    for i in range(4):
+        save(folder / f"{i}.png", solid(12, 12, (i * 40, 0, 0)))
+    with caplog.at_level(logging.INFO, logger="began_core"):
+        open_dataset(folder, 8)
+        assert f"{folder}: 4 images to decode at 8x8; kept for the next run" in caplog.text
+        caplog.clear()
+        open_dataset(folder, 8)
+        assert f"{folder}: 4 images, decoded before (cache folder-" in caplog.text
+        caplog.clear()
+        monkeypatch.setattr(dataset, "PROGRESS_MIN_FILES", 5)  # a small one says nothing
+        open_dataset(folder, 8)
+        assert not caplog.text
 
 
 def test_cache_is_reused_without_decoding(tmp_path, monkeypatch):

@@ -33,7 +33,7 @@ from .cache import (
     cache_limit,
     cache_path,
 )
-from .decoding import _close_zips, _results, _stop_requests
+from .decoding import PROGRESS_MIN_FILES, _close_zips, _results, _stop_requests
 from .errors import DatasetError
 from .memory import available_memory
 
@@ -120,10 +120,12 @@ def decode_to_dataset(jobs: list, key: dict, *, cache: bool = True, **info) -> I
     limit = cache_limit() if cache else 0
     full_key = cache_key(key, jobs) if limit else None
     path = cache_path(full_key) if full_key is not None else None
+    say = log.info if n >= PROGRESS_MIN_FILES else log.debug  # start-up lines, large sets only
     if path is not None:
         hit = _cache_load(path)
         if hit is not None:
             arr, meta, hold = hit
+            say("%s: %d images, decoded before (cache %s)", source, len(arr), path.name)
             _quietly_evict(limit, 0, keep=path)  # the bound may have been lowered since
             info.update(labels=meta["labels"], class_names=meta["class_names"])
             info["description"] = f"{len(arr)} {info['description']}"
@@ -134,6 +136,8 @@ def decode_to_dataset(jobs: list, key: dict, *, cache: bool = True, **info) -> I
     _close_zips()  # one opened by an earlier decode may since have been rewritten
     kept: list[int] = []
     errors: list[str] = []
+    kept_for = "; kept for the next run" if path is not None else ""
+    say("%s: %d images to decode at %dx%d%s", source, n, res, res, kept_for)
     with _stop_requests() as stop:
         try:
             reserved = _reserve(path, shape, source, limit) if path is not None else None

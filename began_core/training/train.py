@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -51,6 +52,8 @@ from .graphed import GraphedStep
 from .schedule import PlateauHalving
 from .scoring import HeldoutScore
 from .step import TrainStep
+
+log = logging.getLogger(__name__)
 
 SAMPLE_GRID = 64  # images in every sample grid, from one fixed z
 MAX_BATCH = 4096  # images per step, at most: far beyond any BEGAN recipe, short of a memory blow-up
@@ -142,8 +145,10 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         # Bounded before anything is allocated or decoded: a config.json is untrusted input.
         _check_sizes(config, str(run.config_path) if resume else "the configuration")
-        if resume and d.main and run.exists():
-            self.lock.acquire()  # before the checkpoint is chosen: nobody writes a newer one
+        if d.main and run.exists():
+            # Before the checkpoint is chosen (nobody writes a newer one) and before the data
+            # and the networks: a second writer is refused at once, not minutes later.
+            self.lock.acquire()
         checkpoint = _check_resume(run, config) if resume else None
         if not resume and run.latest_checkpoint() is not None:
             raise ConfigError(
@@ -171,6 +176,9 @@ class Trainer:
         self.images, self.heldout_set = images, heldout_set
         self.batches = Batches(images, cfg_t.batch_size, cfg_t.seed, d, device, config.data.hflip)
 
+        if d.main:  # seconds (the optimizers' first import of torch's compiler, the scorer)
+            scorer = " and the held-out scorer" if cfg_t.score_every and heldout_set else ""
+            log.info("building the networks, the optimizers%s", scorer)
         torch.manual_seed(cfg_t.seed)
         random.seed(cfg_t.seed)
         self.model = model = BEGAN(cfg_m).to(device)
