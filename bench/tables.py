@@ -81,3 +81,34 @@ def grid_table(result: dict) -> str:
             f"{share(b)} | {f['images_per_s']:.1f} | {r['speedup_fast']:.2f}x | {share(f)} |"
         )
     return "\n".join(lines)
+
+
+def start_up_table(result: dict) -> str:
+    """bench/start_up.py: each run's lines with their times, and its longest silence."""
+    lines = [
+        f"`train` from its start to its first step on {result['images']:,} JPEGs "
+        f"({result['cpu'] or 'unknown CPU'}, {result['cpus']} cores, load average "
+        f"{result['load_average']:g} at the start), {result['date']}.",
+        "",
+    ]
+    for name, run in result["runs"].items():
+        silence = run["silence"]
+        lines += [
+            f"{name}: {run['total_s']:.1f} s in all; the longest stretch with nothing new on "
+            f'screen {silence["seconds"]:.1f} s, before "{_short(silence["before"], 40)}".',
+            "",
+            "| s | line |",
+            "| --- | --- |",
+        ]
+        for line in run["lines"]:
+            at = f"{line['at']:.1f}" + (
+                f" to {line['last']:.1f}" if line["last"] > line["at"] else ""
+            )
+            lines.append(f"| {at} | {_short(line['text'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _short(text: str, width: int = 80) -> str:
+    text = text.replace("|", "\\|")
+    return text if len(text) <= width else text[: width - 1] + "…"

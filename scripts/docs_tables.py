@@ -188,6 +188,7 @@ TABLES: dict[str, Table] = {
     "ema-32-evaluate": Table("docs/scores-32.json", ema_table("classifier_fd")),
     "small-data": Table("docs/small-data.json", small_data_table),
     "dashboard-memory": Table("bench/results/dashboard-memory.json", dashboard_table),
+    "start-up": Table("bench/results/start-up.json", tables.start_up_table),
 }
 
 

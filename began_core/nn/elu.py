@@ -54,9 +54,11 @@ def _give_up(e: Exception) -> None:
 @functools.cache
 def _kernels() -> tuple[Callable, Callable] | None:
     """The compiled forward and backward, or None where torch.compile cannot run."""
-    # Seconds, once a process: inductor caches the generated code for the machine, but
-    # torch.compile still traces the two functions in every process (docs/speed.md).
-    log.info("compiling the fast ELU kernel (torch.compile, once a process)")
+    # The first time on a machine inductor generates and builds the code; later processes
+    # load it from inductor's cache and only trace the two functions (docs/speed.md).
+    log.info(
+        "compiling the fast ELU kernel (the first run on a machine builds it, later ones load it)"
+    )
     try:
         fwd = torch.compile(_forward, fullgraph=True, dynamic=True)
         bwd = torch.compile(_backward, fullgraph=True, dynamic=True)
