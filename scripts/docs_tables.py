@@ -189,6 +189,7 @@ TABLES: dict[str, Table] = {
     "small-data": Table("docs/small-data.json", small_data_table),
     "dashboard-memory": Table("bench/results/dashboard-memory.json", dashboard_table),
     "start-up": Table("bench/results/start-up.json", tables.start_up_table),
+    "select-64": Table("docs/scores-64.json", lambda r: report.select_step(r, 5000)[2]),
 }
 
 

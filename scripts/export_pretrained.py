@@ -28,11 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import statistics
 import sys
 from pathlib import Path
 
 from began_core.checkpoints.hub import load, read_training
+from began_core.evaluation import report
 from began_core.evaluation.report import quality_table
 from began_core.publish.export import export
 from began_core.runs.run_dir import RunDir
@@ -134,70 +134,9 @@ def note(run: RunDir, config: dict, step: int, selected: bool, generator: str = 
 
 
 def select(scores: dict, every: int) -> tuple[int, dict[str, str], str]:
-    """(step, generator per gamma, markdown table) from a `score_runs.py` results file.
-
-    At each step (a multiple of `every` that all three runs were scored at) each run offers
-    the better of G and G_ema on its own held-out score. A step is eligible when every run's
-    generator beats the shipped generator of its gamma (the file's "reference", scored at the
-    shipped size) on classifier Frechet distance and does not cover fewer classes; of the
-    eligible steps the one with the lowest held-out score, averaged over the three, is
-    chosen. SystemExit, with the table, when no step is eligible yet."""
-    rows, reference = scores["rows"], scores.get("reference", {})
-    if not reference:
-        raise SystemExit("the results file has no shipped generators to beat: run score_runs.py")
-    size = int(next(iter(reference)).rsplit("@", 1)[1])
-    ref = {f"{r['gamma']:g}": r for r in reference.values()}
-
-    def at_size(row: dict, key: str) -> float:
-        return row[key] if row["resolution"] == size else row[f"{key}_at{size}"]
-
-    offered: dict[tuple[str, int], dict] = {}  # (gamma, step) -> the better of G and G_ema
-    for row in rows:
-        if row["generator"] not in ("G", "G_ema") or row["step"] % every:
-            continue
-        if row["resolution"] != size and f"classifier_fd_at{size}" not in row:
-            continue
-        key = (f"{row['gamma']:g}", row["step"])
-        if key not in offered or row["heldout_fd"] < offered[key]["heldout_fd"]:
-            offered[key] = row
-    steps = sorted(s for _, s in offered if all((g, s) in offered for g in GAMMAS))
-    steps = sorted(set(steps))
-
-    def beats(row: dict, gamma: str) -> bool:
-        r = ref[gamma]
-        fd, cov = at_size(row, "classifier_fd"), at_size(row, "coverage")
-        return fd < r["classifier_fd"] and cov >= r["coverage"]
-
-    eligible = [s for s in steps if all(beats(offered[(g, s)], g) for g in GAMMAS)]
-    mean = {s: statistics.fmean(offered[(g, s)]["heldout_fd"] for g in GAMMAS) for s in steps}
-    best = min(eligible, key=lambda s: mean[s]) if eligible else None
-    head = " | ".join(f"gamma {g}" for g in GAMMAS)
-    lines = [
-        f"| step | {head} | mean held-out score | all beat the shipped ones |",
-        "|" + " --- |" * (len(GAMMAS) + 3),
-        "| shipped | "
-        + " | ".join(
-            f"FD {ref[g]['classifier_fd']:.1f}, coverage {ref[g]['coverage']:.2f}" for g in GAMMAS
-        )
-        + " | | |",
-    ]
-    for s in steps:
-        cells = []
-        for g in GAMMAS:
-            row = offered[(g, s)]
-            fd, cov = at_size(row, "classifier_fd"), at_size(row, "coverage")
-            mark = "" if beats(row, g) else " (no)"
-            cells.append(
-                f"{row['generator']} {row['heldout_fd']:.1f}: FD {fd:.1f}, coverage {cov:.2f}{mark}"
-            )
-        shipped = " **(shipped)**" if s == best else ""
-        lines.append(
-            f"| {s:,}{shipped} | {' | '.join(cells)} | {mean[s]:.1f} | {'yes' if s in eligible else 'no'} |"
-        )
-    table = "\n".join(lines)
-    if best is None:
-        raise SystemExit(f"no step yet where all three beat the shipped generators:\n\n{table}")
-    return best, {g: offered[(g, best)]["generator"] for g in GAMMAS}, table
+    """The step to ship and its table: `report.select_step` (docs/results.md prints the same
+    table from docs/scores-64.json)."""
+    return report.select_step(scores, every, GAMMAS)
 
 
 def main() -> int:

@@ -8,7 +8,7 @@ among the quarter that differ most from their mirror image. A generator that
 learned faces turns the face round smoothly; one that memorised or collapsed jumps, or draws
 the same face at both ends.
 
-    python scripts/mirror_picture.py pretrained/fluent-faces-32-gamma0.5 --out docs/mirror.png
+    python scripts/mirror_picture.py pretrained/fluent-faces-64-gamma0.5 --out docs/mirror.png
     python scripts/mirror_picture.py pretrained/fluent-faces-64-gamma0.{3,5,7} --heldout
 
 With --heldout the faces come from the generator's own held-out split (the images its D

@@ -93,7 +93,7 @@ def test_the_installed_package_evaluates_a_shipped_generator_from_anywhere(insta
     _, venv = installed
     where = _run(venv, tmp_path, "python", "-c", "import began_core; print(began_core.__file__)")
     assert Path(where.stdout.strip()).is_relative_to(venv), where  # not the checkout's copy
-    shipped = ROOT / "pretrained" / "fluent-faces-32-gamma0.5"
+    shipped = ROOT / "pretrained" / "fluent-faces-64-gamma0.5"
     result = _run(venv, tmp_path, "began", "evaluate", str(shipped), "--n", "64")
     assert result.returncode == 0, result.stderr
     assert "Frechet" in result.stdout, result.stdout
