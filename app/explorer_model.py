@@ -53,7 +53,7 @@ GALLERY_IMAGES = 24  # dataset images offered for inversion
 MAX_SAMPLES, MAX_FRAMES, MAX_ITERATIONS, MAX_RESTARTS = 64, 16, 1000, 16  # what a request may ask
 _HUB_ID = HUB_ID  # user/repo, or user/repo@revision
 # G's largest activation is (batch, n, R, R). A request may make it at most this many values:
-# 8 times what a shipped generator (32x32, n=32) needs for MAX_SAMPLES, i.e. a 64x64 n=64
+# twice what a shipped generator (64x64, n=32) needs for MAX_SAMPLES, i.e. a 64x64 n=64
 # model at 64 samples (67 MB in float32); a larger model serves fewer samples per request.
 MAX_ACTIVATION = 8 * MAX_SAMPLES * 32 * 32 * 32
 GENERATOR = "#"  # key#G or key#G_ema: that generator of a checkpoint holding both (ema.py)
