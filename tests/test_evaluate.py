@@ -274,10 +274,11 @@ def test_shortfalls_names_each_metric_not_beaten():
 SHORT_OF_UNTRAINED: dict[str, str] = {}
 
 
-def shipped(names: list[str]) -> list:
+def xfail_where(reasons: dict[str, str], names: list[str]) -> list:
+    """The names as test cases, those in `reasons` each a strict xfail with its reason."""
     return [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=SHORT_OF_UNTRAINED[n]))
-        if n in SHORT_OF_UNTRAINED
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=reasons[n]))
+        if n in reasons
         else n
         for n in names
     ]
@@ -293,7 +294,7 @@ def test_shipped_checkpoint_loads_and_generates_finite_images(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", shipped(GENERATORS))
+@pytest.mark.parametrize("name", xfail_where(SHORT_OF_UNTRAINED, GENERATORS))
 def test_shipped_checkpoint_beats_an_untrained_generator(name):
     path = ROOT / "pretrained" / name
     trained = evaluate(path, n=256)
@@ -320,16 +321,7 @@ SHORT_OF_SHORT_RUN = {
 }
 
 
-def short_run_cases(names: list[str]) -> list:
-    return [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=SHORT_OF_SHORT_RUN[n]))
-        if n in SHORT_OF_SHORT_RUN
-        else n
-        for n in names
-    ]
-
-
-@pytest.mark.parametrize("name", short_run_cases(GENERATORS))
+@pytest.mark.parametrize("name", xfail_where(SHORT_OF_SHORT_RUN, GENERATORS))
 def test_shipped_checkpoint_beats_its_short_run(name):
     """The shipped step beats the run's earliest evaluated checkpoint (a short run of the same
     configuration, 1,000 steps) on every metric, as its card records them."""
