@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import re
 import shlex
 
@@ -44,6 +45,12 @@ def test_export_writes_a_documented_float16_repository_with_metrics(run, tmp_pat
     weights = load_file(out / "model.safetensors")
     assert {w.dtype for w in weights.values()} == {torch.float16}
     assert any(k.startswith("D.") for k in weights)
+    # Readable by others as every file of a shipped folder is (safetensors' own writer
+    # made the weights 0600, so a checkout or a shared machine could not load them).
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in out.iterdir():
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask, p.name
 
     record = hub.read_training(out)
     assert record["step"] == 20 and record["run"]["train"]["gamma"] == 0.3

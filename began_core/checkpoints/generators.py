@@ -12,13 +12,14 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..faults import point
 from ..nn.ema import Averages, frozen_copy, sweep_name
 from ..nn.model import BEGAN
 from .checkpoint_checks import CheckpointError, read_header
 from .hub import WEIGHTS, read_training
+from .weights_file import save_weights
 
 SWEEP_FILE = "ema_sweep.safetensors"
 
@@ -32,7 +33,7 @@ def save_sweep(averages: Averages, directory: Path) -> None:
     }
     if not state:
         return
-    save_file(state, str(directory / SWEEP_FILE), metadata={"format": "pt"})
+    save_weights(state, directory / SWEEP_FILE)
     point(f"write {SWEEP_FILE}")
 
 

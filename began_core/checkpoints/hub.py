@@ -23,7 +23,6 @@ from urllib.parse import urlparse
 import torch
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import errors as hf_errors
-from safetensors.torch import save_file
 
 from ..config import ConfigError, ModelConfig
 from ..faults import point
@@ -31,6 +30,7 @@ from ..nn.model import BEGAN
 from ..runs.run_dir import run_of
 from . import checkpoint_checks as checks
 from .checkpoint_checks import CheckpointError
+from .weights_file import save_weights
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -58,7 +58,7 @@ def save_pretrained(
         k: v for k, v in model.state_dict().items() if not (generator_only and k.startswith("D."))
     }
     state = {k: (v.to(dtype) if dtype else v).detach().cpu().contiguous() for k, v in state.items()}
-    save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
+    save_weights(state, directory / WEIGHTS)
     point(f"write {WEIGHTS}")
     config = dataclasses.asdict(model.config)
     (directory / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

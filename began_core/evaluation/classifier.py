@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from ..checkpoints.weights_file import save_weights
 from ..data.sources import ImageDataset
 
 WEIGHTS = "model.safetensors"
@@ -143,7 +144,7 @@ def save_classifier(
         k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in model.state_dict().items()
     }
-    save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
+    save_weights(state, directory / WEIGHTS)
     text = json.dumps(model.config.to_dict(), indent=2) + "\n"
     (directory / CONFIG).write_text(text, encoding="utf-8")
     return directory
