@@ -60,9 +60,20 @@ def runs_dir(tmp_path, monkeypatch):
     return root
 
 
+THREADS = 2  # every test, and every module's shared reference run, trains on this many
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _few_threads_for_the_module():
+    """Module-scoped fixtures (a reference run trained once per file) are built before any
+    test's own fixtures: without this they trained on whatever thread count the previous file
+    left (test_faults_kill's 1), and bit-for-bit comparisons with the tests' runs failed."""
+    torch.set_num_threads(THREADS)
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     # torch.compile's caches start afresh for every test: tests change the thread count and the
     # determinism setting, each of which makes a compiled function recompile, and after a few
     # recompiles torch.compile refuses (the fast ELU then falls back, see test_elu.py).
