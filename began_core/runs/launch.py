@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,16 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 # What a user may set when launching: form fields named as `flags.FLAGS`, the CLI's flags.
 # amp, channels_last: True, False or None (auto: see TrainConfig).
-LAUNCH_FLAGS: tuple[str, ...] = ("data", "resolution", "filters", "gamma", "lambda_k", "eta", "lr", "batch_size")
+LAUNCH_FLAGS: tuple[str, ...] = (
+    "data",
+    "resolution",
+    "filters",
+    "gamma",
+    "lambda_k",
+    "eta",
+    "lr",
+    "batch_size",
+)
 LAUNCH_FLAGS += ("steps", "seed", "log_every", "sample_every", "checkpoint_every")
 LAUNCH_FLAGS += ("amp", "channels_last", "hflip")
 LAUNCH_FLAGS += ("augment", "augment_p", "heldout", "score_every")  # small data (augment.py)
