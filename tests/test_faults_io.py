@@ -92,12 +92,12 @@ def _named(name: str):
 
 # (case, what to patch, the raw error, which calls fail, what the message says failed)
 SIMULATED = [
-    ("checkpoint weights, safetensors os error 28", "save_file", SAFETENSORS_FULL, None, "full"),
+    ("checkpoint weights, safetensors os error 28", "save_weights", SAFETENSORS_FULL, None, "full"),
     ("checkpoint state, torch unexpected pos", "torch_save", TORCH_FULL, None, "full"),
-    ("checkpoint, ENOSPC", "save_file", FULL, None, "full"),
+    ("checkpoint, ENOSPC", "save_weights", FULL, None, "full"),
     (
         "checkpoint, read-only folder",
-        "save_file",
+        "save_weights",
         OSError(errno.EROFS, "Read-only"),
         None,
         "not writable",
@@ -126,8 +126,8 @@ def test_failed_write_is_clear_marks_failed_and_resumes(
 ):
     armed = {"on": False}
     match = _named(name) if name else (lambda *a, **k: True)
-    if target == "save_file":
-        monkeypatch.setattr(hub, "save_file", raise_when(armed, error, hub.save_file))
+    if target == "save_weights":
+        monkeypatch.setattr(hub, "save_weights", raise_when(armed, error, hub.save_weights))
     elif target == "torch_save":
         monkeypatch.setattr(training_state.torch, "save", raise_when(armed, error, torch.save))
     elif target == "save_grid":

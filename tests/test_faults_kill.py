@@ -35,7 +35,7 @@ CONFIG = tiny_config(
     keep_checkpoints=1,
     deterministic=True,
 )
-OPS = 81  # file operations of one such run: a kill point after each
+OPS = 87  # file operations of one such run: a kill point after each
 # Kill points of the default run: inside the config write, before the first checkpoint,
 # each phase of a checkpoint write (weights, state, fsync, rename, latest.json) and the
 # deletion of the old checkpoint. Indexes into the operations of the reference run.

@@ -145,7 +145,7 @@ ALLOWED = {
     "cli": {"nn", "data", "runs", "checkpoints", "evaluation", "training", "publish"},
 }
 TOP = {"began_core", "began_core.__main__", "began_core.config", "began_core.equilibrium"}
-TOP |= {"began_core.flags", "began_core.presets", "began_core.faults"}
+TOP |= {"began_core.flags", "began_core.presets", "began_core.faults", "began_core.atomic"}
 
 
 def layer(module: str) -> str:

@@ -17,7 +17,8 @@ __all__ = ["save_weights"]
 
 
 def save_weights(state: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
-    """Write `state` as safetensors at `path` (created with the umask's mode) and fsync it."""
+    """Write `state` as safetensors at `path` (with the umask's mode) and fsync it. Not
+    atomic by itself: checkpoints and exports are built in a temporary folder renamed whole."""
     path = Path(path)
     data = save(state, metadata={"format": "pt"})
     with open(path, "wb") as f:

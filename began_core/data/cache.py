@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import PIL
 
+from ..atomic import write_text
 from .errors import DatasetError, _size
 from .memory import available_memory
 
@@ -282,13 +283,8 @@ def _not_writable(folder: Path, e: OSError) -> None:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
+    # The temporary name carries the pid, so a dead writer's leftover is recognised and removed.
+    write_text(path, text, tmp=path.with_name(f"{path.name}.{os.getpid()}.tmp"))
 
 
 def _truncate_npy(path: Path, n: int) -> None:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from ..faults import point
+from ..atomic import write_file
 
 CELEBA_SIZE = (178, 218)  # aligned CelebA images, width x height
 CELEBA_BOX = (25, 50, 153, 178)  # the BEGAN paper's 128x128 face crop (left, top, right, bottom)
@@ -64,13 +64,8 @@ def make_grid(
 
 def save_grid(x: Tensor, path: str | Path, nrow: int | None = None) -> Path:
     """Write a PNG grid atomically (temp file, then rename), so readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    make_grid(x, nrow).save(tmp, format="PNG")
-    point(f"write {tmp.name}")
-    tmp.replace(path)
-    point(f"rename {tmp.name} -> {path.name}")
-    return path
+    grid = make_grid(x, nrow)
+    return write_file(path, lambda f: grid.save(f, format="PNG"))
 
 
 # --------------------------------------------------------------------------- decoding files

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..atomic import fsync_dir
+from ..atomic import write_text as atomic_write_text  # tests stand in for it here
 from ..config import ConfigError, RunConfig
 from ..faults import point, write_error
 
@@ -34,44 +36,13 @@ LAUNCH_FILE = "launch.json"  # written by launch.py: the process that trains the
 _STEP_RE = re.compile(r"step_(\d+)")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            point(f"write {tmp.name}")
-            os.fsync(f.fileno())
-            point(f"fsync {tmp.name}")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
-    point(f"rename {tmp.name} -> {path.name}")
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    point(f"fsync {path.name}/")
-
-
 def _fsync_tree(path: Path) -> None:
     for p in path.rglob("*"):
         if p.is_file():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
             point(f"fsync {p.name}")
-    _fsync_dir(path)
+    fsync_dir(path)
 
 
 class RunDir:
@@ -263,7 +234,7 @@ class RunDir:
             shutil.rmtree(final)
         os.rename(tmp, final)
         point(f"rename {tmp.name} -> {final.name}")
-        _fsync_dir(self.checkpoints_dir)
+        fsync_dir(self.checkpoints_dir)
         try:
             atomic_write_text(
                 self.checkpoints_dir / ("best.json" if best else "latest.json"),
