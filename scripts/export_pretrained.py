@@ -1,17 +1,16 @@
-"""Rebuild the shipped generators, pretrained/<data>-32-gamma{0.3,0.5,0.7}, from three training
-runs stopped at the same step, and print the README's gamma table.
+"""Rebuild the shipped generators, pretrained/<data>-<resolution>-gamma{0.3,0.5,0.7}, from
+three training runs stopped at the same step, and print the README's gamma table.
 
-    # the three runs (same seed, data, architecture and steps; only gamma differs); the
-    # 64x64 ones with the small-data recipe: scripts/train_gammas.sh runs 30000 64
+    # the three runs (same seed, data, architecture and steps; only gamma differs), started
+    # from the faces recipe (`--preset faces-64`, began_core/presets.py): that is what
+    # scripts/train_gammas.sh runs 60000 64 does, and resumes when run again
     for g in 0.3 0.5 0.7; do
-      python -m began_core train --data fluent-faces --out runs/gamma$g --steps 4000 \\
-        --resolution 32 --filters 32 --gamma $g --eta 2 --lambda-k 0.01 --seed 0 --amp \\
-        --channels-last --log-every 50 --sample-every 1000 --checkpoint-every 250 \\
-        --keep-checkpoints 100 --quiet &
+      python -m began_core train --preset faces-64 --gamma $g --seed 0 --out runs/gamma$g \\
+        --steps 20000 --checkpoint-every 500 --keep-checkpoints 400 --quiet &
     done
     wait
     # then either ship a given step:
-    python scripts/export_pretrained.py runs --step 3000
+    python scripts/export_pretrained.py runs --step 15000
     # or score the runs' checkpoints (G and G_ema, and at the shipped size against the
     # shipped generators) and ship the step the scores pick (see `select`: BEGAN runs drift
     # into mode collapse and out again, so the last step is not always the best one):
@@ -20,7 +19,8 @@ runs stopped at the same step, and print the README's gamma table.
 
 Each export states the exact training command with `--steps` set to the step exported: the
 step count enters neither the learning-rate rule nor the data order, so a run stopped there
-and a run told to end there are the same run.
+and a run told to end there are the same run. Its card says where the run departs from the
+paper's setup (`--preset paper`) and why, from what the run recorded, not from this script.
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ from pathlib import Path
 from began_core.checkpoints.hub import load, read_training
 from began_core.evaluation import report
 from began_core.evaluation.report import quality_table
+from began_core.presets import PRESETS
 from began_core.publish.export import export
 from began_core.runs.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 GAMMAS = ("0.3", "0.5", "0.7")
+PAPER = PRESETS["paper"].flags  # what a departure is measured from
 HISTORY = (1000, 2000, 4000, 8000, 16000, 32000, 64000)  # quality against steps
 
 
@@ -54,8 +56,9 @@ def note(run: RunDir, config: dict, step: int, selected: bool, generator: str = 
     meta, lr, eta = config["meta"], config["train"]["lr"], config["train"]["eta"]
     last = max(s for s, _ in run.checkpoints())
     why_lr = (
-        f"Learning rate {lr:g}, below the paper's 1e-4, to slow the drift into mode collapse. "
-        if lr < 1e-4
+        f"Learning rate {lr:g}, below the paper's {PAPER['lr']:g}, to slow the drift into mode "
+        "collapse. "
+        if lr < PAPER["lr"]
         else ""
     )
     # Why each departure from the paper: what it does, not the figures that showed it; those
@@ -64,15 +67,15 @@ def note(run: RunDir, config: dict, step: int, selected: bool, generator: str = 
         "eta 2 (squared error, the paper's other norm): with eta 1 on this white-background "
         "data G settled on a grey texture that D reconstructs more easily than real images, "
         "so at gamma 0.3 and 0.5 k_t stayed at or near 0 and G drew no faces. "
-        if eta == 2
+        if eta == 2 != PAPER["eta"]
         else ""
     )
     lambda_k = config["train"]["lambda_k"]
     why_lambda_k = (
-        f"lambda_k {lambda_k:g}, not the paper's 0.001: squared errors are smaller than "
-        "absolute ones, and so is each step of the k_t controller; with 0.001 k_t moved too "
-        "slowly to keep G at gamma 0.3 from collapsing onto one image. "
-        if lambda_k != 0.001
+        f"lambda_k {lambda_k:g}, not the paper's {PAPER['lambda_k']:g}: squared errors are "
+        "smaller than absolute ones, and so is each step of the k_t controller; with the "
+        "paper's k_t moved too slowly to keep G at gamma 0.3 from collapsing onto one image. "
+        if lambda_k != PAPER["lambda_k"]
         else ""
     )
     how = (
@@ -111,18 +114,26 @@ def note(run: RunDir, config: dict, step: int, selected: bool, generator: str = 
         if train.get("augment")
         else ""
     )
+    hardware = str(meta.get("hardware", "hardware not recorded"))
     scope = (
         "32x32 is what a CPU affords: read these as classroom models, not as the paper's 64x64 "
         "and 128x128 results."
         if resolution <= 32
         else f"The paper trained {resolution}x{resolution} for 200k steps and more on a GPU; "
-        f"these are {step:,} CPU steps, so read them as small models of a small dataset, not "
+        f"these are {step:,} steps{' on a CPU' if 'CPU' in hardware else ''}, so read them as "
+        "small models of a small dataset, not "
         "as the paper's results."
     )
+    where = (
+        f"Trained on a CPU, not a GPU ({hardware} for each run), the three gamma runs side by "
+        "side,"
+        " so the wall time is that of a shared machine."
+        if "CPU" in hardware
+        else f"Trained on {hardware}, the three gamma runs side by side on it, so the wall "
+        "time is that of a shared device."
+    )
     return (
-        f"Trained on a CPU, not a GPU: a 2-core x86_64 server CPU with native bf16, one torch "
-        f"thread per run, the three gamma runs side by side ({meta['hardware']}), so the wall "
-        f"time is that of a shared machine. Fast path: {fast}, with the losses and k_t in "
+        f"{where} Fast path: {fast}, with the losses and k_t in "
         "float32. Weights initialised "
         "Glorot-uniform with zero biases (`model.glorot_init`), without which G starts on one "
         f"image and every gamma collapsed. {why_eta}{why_lambda_k}{why_lr}{why_augment}"

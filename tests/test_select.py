@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from began_core.runs.run_dir import RunDir
 from scripts import export_pretrained, score_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,3 +66,38 @@ def test_ema_table_counts_where_each_half_life_beats_G():
     assert "| G | 9.0 |  |" in table
     assert "| G_ema, 1 kimg (the run's) | 8.0 | 2 of 2 |" in table
     assert "| G_ema, 5 kimg | 12.0 | 0 of 1 |" in table
+
+
+def card_config(hardware: str, **train) -> dict:
+    return {
+        "meta": {"command": "python -m began_core train --preset faces-64", "hardware": hardware},
+        "train": {"lr": 1e-4, "eta": 2, "lambda_k": 0.01, "ema_kimg": 1.0, **train},
+        "data": {"heldout": 0.0},
+        "model": {"resolution": 64},
+    }
+
+
+@pytest.mark.parametrize(
+    ("hardware", "says", "never"),
+    [
+        ("x86_64 CPU, 1 threads", ("Trained on a CPU", "steps on a CPU"), ("GPU, the three",)),
+        ("NVIDIA H200", ("Trained on NVIDIA H200",), ("Trained on a CPU", "on a CPU,")),
+    ],
+)
+def test_the_card_says_where_the_run_was_trained(tmp_path, hardware, says, never):
+    """The device window exports GPU runs with this script: their cards must not claim a CPU."""
+    run = RunDir(tmp_path / "run")
+    (run.checkpoints_dir / "step_0001000").mkdir(parents=True)
+    text = export_pretrained.note(run, card_config(hardware), 1000, selected=False)
+    assert all(s in text for s in says) and not any(s in text for s in never), text
+
+
+def test_the_card_explains_only_the_departures_from_the_paper_preset(tmp_path):
+    run = RunDir(tmp_path / "run")
+    (run.checkpoints_dir / "step_0001000").mkdir(parents=True)
+    faces = export_pretrained.note(run, card_config("x86_64 CPU, 1 threads"), 1000, False)
+    assert "eta 2 (squared error" in faces and "lambda_k 0.01, not the paper's 0.001" in faces
+    paper = export_pretrained.note(
+        run, card_config("NVIDIA H200", eta=1, lambda_k=0.001), 1000, selected=False
+    )
+    assert "eta 2" not in paper and "lambda_k" not in paper and "Learning rate" not in paper
