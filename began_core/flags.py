@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .presets import preset_flags
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
 
@@ -123,11 +124,16 @@ def config_from_flags(given: dict[str, Any], base: RunConfig | None = None) -> R
     return RunConfig.from_dict(values)
 
 
-def train_flags(config: RunConfig) -> list[str]:
+def train_flags(config: RunConfig, preset: str | None = None) -> list[str]:
     """The `train` flags that `config_from_flags` turns back into `config` (its inverse): for
-    the dashboard's launches and the model cards' commands."""
-    values, defaults = config.to_dict(), RunConfig().to_dict()
-    words: list[str] = []
+    the dashboard's launches and the model cards' commands. With `preset`, they begin with
+    `--preset NAME` and state every setting that differs from the preset's, so the run records
+    the preset it started from and still trains `config` exactly."""
+    values = config.to_dict()
+    if preset is None:
+        defaults, words = RunConfig().to_dict(), []
+    else:
+        defaults, words = config_from_flags(preset_flags(preset)).to_dict(), ["--preset", preset]
     for flag in [*STATED, *(f for f in FLAGS if f not in STATED)]:  # the stated ones first
         section, name = FLAGS[flag]
         value = values[section][name]

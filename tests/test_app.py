@@ -18,6 +18,7 @@ pytest.importorskip("streamlit")
 pytest.importorskip("plotly")
 from streamlit.testing.v1 import AppTest
 
+from began_core.cli.main import build_parser, resolve_config
 from began_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from began_core.runs import launch
 from began_core.runs.run_dir import LAUNCH_FILE, RunDir
@@ -33,6 +34,11 @@ TIMEOUT = 60  # one script run, on a loaded machine; the first imports torch
 
 def app() -> AppTest:
     return AppTest.from_file(str(MAIN), default_timeout=TIMEOUT).run()
+
+
+def trained(args: list[str]) -> RunConfig:
+    """The config `train` makes of the flags the form launched with (as the CLI resolves them)."""
+    return resolve_config(build_parser().parse_args(["train", "--out", "x", *args]))
 
 
 def fake_run(
@@ -161,7 +167,8 @@ def test_automatic_run_names_are_valid(runs_dir, monkeypatch):
     assert not at.error and len(started) == 1
     path, args = started[0]
     assert path.parent == runs_dir and path.name.startswith("fluent-faces-full-g0.5-n16-")
-    assert args[:2] == ["--data", "fluent-faces@full"] and "--filters" in args
+    assert args[:2] == ["--preset", "faces-32"]  # recorded in the run's config.json
+    assert trained(args).data.source == "fluent-faces@full" and "--filters" in args
 
 
 @pytest.mark.parametrize(("choice", "expected"), [(None, "2"), (1, "1")])
@@ -174,8 +181,7 @@ def test_the_eta_choice_reaches_the_trainer(runs_dir, monkeypatch, choice, expec
         at.selectbox(key="eta").set_value(choice)
     at = submit(at)
     assert not at.error and len(started) == 1
-    args = started[0][1]
-    assert args[args.index("--eta") + 1] == expected
+    assert trained(started[0][1]).train.eta == int(expected)
 
 
 def test_a_taken_run_name_is_refused(runs_dir):
@@ -472,25 +478,23 @@ def test_small_data_options_reach_the_trainer(runs_dir, monkeypatch):
     started = []
     monkeypatch.setattr(launch, "start_run", lambda path, args: started.append((path, args)))
     at = submit(app())  # the measured defaults: translation + cutout at p 0.5, held out, scored
-    args = started[-1][1]
-    assert args[args.index("--heldout") + 1] == "0.05"
-    assert args[args.index("--score-every") + 1] == "250"
-    assert args[args.index("--augment") + 1] == "translation,cutout"
-    assert args[args.index("--augment-p") + 1] == "0.5"
-    assert "--ema-kimg" not in args  # G_ema is off by default
+    config = trained(started[-1][1])
+    assert config.data.heldout == 0.05 and config.train.score_every == 250
+    assert config.train.augment == "translation,cutout" and config.train.augment_p == 0.5
+    assert config.train.ema_kimg == 0  # G_ema is off by default
     at = app()
     at.number_input(key="ema_kimg").set_value(2.0)
     at = submit(at)
-    args = started[-1][1]
-    assert args[args.index("--ema-kimg") + 1] == "2.0"
+    assert trained(started[-1][1]).train.ema_kimg == 2.0
     at = app()
     at.multiselect(key="augment").set_value(["cutout"])
     at.number_input(key="augment_p").set_value(0.3)
     at.number_input(key="heldout").set_value(0.0)
     at.number_input(key="score_every").set_value(0)
     at = submit(at)
-    args = started[-1][1]
-    assert args[args.index("--augment-p") + 1] == "0.3" and "--heldout" not in args
+    config = trained(started[-1][1])
+    assert config.train.augment == "cutout" and config.train.augment_p == 0.3
+    assert config.data.heldout == 0 and config.train.score_every == 0  # the preset's, undone
     at = app()
     at.number_input(key="heldout").set_value(0.0)  # scoring needs held-out images
     at = submit(at)

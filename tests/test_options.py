@@ -8,9 +8,9 @@ import json
 import pytest
 
 from began_core.cli.main import build_parser, main
-from began_core.config import GROUPS, DataConfig, ModelConfig, TrainConfig
+from began_core.config import GROUPS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from began_core.flags import FLAGS, FROZEN, OPTIONS, config_from_flags, train_flags
-from began_core.presets import PRESETS
+from began_core.presets import PRESETS, preset_flags
 from began_core.runs.launch import LAUNCH_FLAGS, LaunchError, validate_launch
 from began_core.runs.run_dir import RunDir
 
@@ -107,6 +107,15 @@ def test_every_preset_is_a_valid_config_and_round_trips_through_its_flags():
         assert set(preset.flags) <= set(OPTIONS), name
         config = config_from_flags(dict(preset.flags))
         assert config_from_flags(_parsed(train_flags(config))) == config, name
+
+
+def test_flags_beside_a_preset_train_the_config_they_were_made_from(capsys):
+    """The dashboard launches `--preset faces-32` with the form's settings beside it: every
+    setting the form moved away from the preset is stated, back to the plain default too."""
+    config = config_from_flags({**preset_flags("faces-32"), "eta": 1, "filters": 16})
+    words = train_flags(config, "faces-32")
+    assert words[:2] == ["--preset", "faces-32"] and "--eta" in words and "--augment" not in words
+    assert RunConfig.from_dict(dry_run(capsys, *words)) == config
 
 
 def _parsed(words: list[str]) -> dict:

@@ -222,7 +222,7 @@ def _start(s: settings.Settings, name: str, values: dict) -> None:
                 f"{data}-g{config.train.gamma:g}-n{config.model.n}-{time.strftime('%m%d-%H%M%S')}"
             )
         run_dir = launch.check_run_name(s.runs_dir, name)
-        launch.start_run(run_dir, train_flags(config))
+        launch.start_run(run_dir, train_flags(config, PRESET))
     except launch.LaunchError as e:  # it may name the run or a folder
         st.error(widgets.plain(e), icon=":material/error:")
     except OSError as e:
