@@ -75,8 +75,9 @@ def parse_half_lives(text: str) -> tuple[float, ...]:
 
 
 # Every option of a run is declared once, below, as a field with its help, its `train` flag
-# group and whether an exact resume keeps it (`opt`). The command line's flags, the dashboard's
-# launcher and the resume check are derived from these declarations (flags.py).
+# group, whether an exact resume keeps it and whether the dashboard's form offers it (`opt`).
+# The command line's flags, the dashboard's launcher and the resume check are derived from
+# these declarations (flags.py).
 GROUPS = {  # the `train` flag groups, in the order `--help` shows them
     "data": "data",
     "small": "small data: augmentation of what D sees (not in the paper; docs/getting-started.md, "
@@ -98,6 +99,7 @@ def opt(
     group: str,
     flag: str | None = None,
     frozen: bool = False,
+    form: bool = False,
     default_text: str | None = None,
     choices: tuple[Any, ...] | None = None,
     metavar: str | None = None,
@@ -107,10 +109,13 @@ def opt(
     `help` says what the option does; `--help` adds "(default X)", or `default_text` where the
     default needs words ("" for none). `flag` names the flag where it is not the field's name
     (`--filters` sets `n`). `frozen`: an exact resume refuses a different value (the run's
-    trajectory depends on it); every model and data field is declared frozen."""
+    trajectory depends on it); every model and data field is declared frozen. `form`: the
+    dashboard's launch form offers it (runs/launch.LAUNCH_FLAGS); the rest stay at their
+    defaults there."""
     if group not in GROUPS:
         raise ValueError(f"unknown flag group {group!r}; known: {sorted(GROUPS)}")
     meta: dict[str, Any] = {"help": help, "group": group, "flag": flag, "frozen": frozen}
+    meta["form"] = form
     meta |= {"default_text": default_text, "choices": choices, "metavar": metavar}
     return field(default=default, metadata=meta)
 
@@ -119,7 +124,9 @@ def opt(
 class ModelConfig:
     """Paper Figure 1. The bottom of both networks is always 8x8."""
 
-    resolution: int = opt(32, "square images: 32, 64, 128 or 256", group="model", frozen=True)
+    resolution: int = opt(
+        32, "square images: 32, 64, 128 or 256", group="model", form=True, frozen=True
+    )
     channels: int = opt(
         3,
         "3 colour, 1 greyscale",
@@ -129,7 +136,9 @@ class ModelConfig:
         default_text="1 for fashion-mnist, else 3",
     )
     # filters of the first scale; scale i has (i + 1) * n in the encoder
-    n: int = opt(64, "n, filters of the first scale", group="model", flag="filters", frozen=True)
+    n: int = opt(
+        64, "n, filters of the first scale", group="model", form=True, flag="filters", frozen=True
+    )
     Nh: int = opt(64, "Nh, size of D's embedding h", group="model", flag="h_dim", frozen=True)
     Nz: int = opt(64, "Nz, size of z ~ U[-1, 1]^Nz", group="model", flag="z_dim", frozen=True)
     convs_per_scale: int = opt(2, "3x3 convolutions per scale", group="model", frozen=True)
@@ -170,17 +179,27 @@ class ModelConfig:
 class TrainConfig:
     """The optimisation and the equilibrium controller."""
 
-    steps: int = opt(10_000, "total training steps", group="run")
-    batch_size: int = opt(16, "images per batch", group="optim", frozen=True)
+    steps: int = opt(10_000, "total training steps", group="run", form=True)
+    batch_size: int = opt(16, "images per batch", group="optim", form=True, frozen=True)
     gamma: float = opt(
-        0.5, "diversity ratio E[L(G(z))] / E[L(x)], in (0, 1]", group="optim", frozen=True
+        0.5,
+        "diversity ratio E[L(G(z))] / E[L(x)], in (0, 1]",
+        group="optim",
+        form=True,
+        frozen=True,
     )
-    lambda_k: float = opt(0.001, "gain of the k_t controller", group="optim", frozen=True)
+    lambda_k: float = opt(
+        0.001, "gain of the k_t controller", group="optim", form=True, frozen=True
+    )
     k_0: float = opt(0.0, "initial k_t", group="optim", flag="k0")
     eta: int = opt(
-        1, "norm of the auto-encoder loss, |v - D(v)|^eta: 1 or 2", group="optim", frozen=True
+        1,
+        "norm of the auto-encoder loss, |v - D(v)|^eta: 1 or 2",
+        group="optim",
+        form=True,
+        frozen=True,
     )
-    lr: float = opt(1e-4, "Adam learning rate", group="optim")
+    lr: float = opt(1e-4, "Adam learning rate", group="optim", form=True)
     beta1: float = opt(0.5, "Adam beta1", group="optim", frozen=True)
     beta2: float = opt(0.999, "Adam beta2", group="optim", frozen=True)
     # Learning-rate rule: every `lr_window` steps, the mean M_global over that window is
@@ -197,10 +216,10 @@ class TrainConfig:
     carry_steps: int = opt(
         0, "steps over which the residual carry decays from 1 to 0", group="model"
     )
-    seed: int = opt(0, "seed of weights, noise and data order", group="run", frozen=True)
-    log_every: int = opt(10, "steps per metrics record", group="run")
-    sample_every: int = opt(500, "steps per sample grid", group="run")
-    checkpoint_every: int = opt(1_000, "steps per checkpoint", group="run")
+    seed: int = opt(0, "seed of weights, noise and data order", group="run", form=True, frozen=True)
+    log_every: int = opt(10, "steps per metrics record", group="run", form=True)
+    sample_every: int = opt(500, "steps per sample grid", group="run", form=True)
+    checkpoint_every: int = opt(1_000, "steps per checkpoint", group="run", form=True)
     keep_checkpoints: int = opt(3, "checkpoints kept", group="run")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps", group="run")
     deterministic: bool = opt(False, "deterministic algorithms (bit-exact resume)", group="run")
@@ -211,9 +230,12 @@ class TrainConfig:
         None,
         "bf16 autocast for the networks; losses and k_t stay float32",
         group="speed",
+        form=True,
         default_text="",
     )
-    channels_last: bool | None = opt(None, "NHWC memory layout", group="speed", default_text="")
+    channels_last: bool | None = opt(
+        None, "NHWC memory layout", group="speed", form=True, default_text=""
+    )
     fused_adam: bool | None = opt(None, "fused Adam kernels", group="speed", default_text="")
     compile: bool | None = opt(
         None,
@@ -237,6 +259,7 @@ class TrainConfig:
         "policies, comma-separated: translation, cutout, color. D then reconstructs T(v) for "
         "real and generated images alike, T drawn per image and use",
         group="small",
+        form=True,
         frozen=True,
         default_text="none",
     )
@@ -245,6 +268,7 @@ class TrainConfig:
         "probability of applying each policy to an image (measured best on the built-in "
         "faces: 0.5 with translation,cutout)",
         group="small",
+        form=True,
         frozen=True,
     )
     heldout_every: int = opt(
@@ -256,11 +280,16 @@ class TrainConfig:
         "built-ins, else SWD); the best-scoring checkpoint is kept apart and exported by "
         "default",
         group="small",
+        form=True,
         default_text="0: off",
     )
     # G_ema, a moving average of G's weights (ema.py). It never feeds back into training.
     ema_kimg: float = opt(
-        0.0, "half-life of G_ema in thousands of images", group="ema", default_text="0: no G_ema"
+        0.0,
+        "half-life of G_ema in thousands of images",
+        group="ema",
+        form=True,
+        default_text="0: no G_ema",
     )
     ema_rampup: float = opt(
         0.05,
@@ -336,6 +365,7 @@ class DataConfig:
         "built-in dataset name, image folder or .zip; built-ins: see `python -m began_core "
         "datasets`",
         group="data",
+        form=True,
         flag="data",
         frozen=True,
     )
@@ -354,6 +384,7 @@ class DataConfig:
         False,
         "mirror a random half of every batch left to right (not in the paper)",
         group="data",
+        form=True,
         frozen=True,
     )
     # D never sees held-out images, so its reconstruction of them against training images
@@ -363,6 +394,7 @@ class DataConfig:
         "share of the images D never trains on, at least 64 of them (e.g. 0.05): their "
         "reconstruction loss against the training images' shows D memorising",
         group="data",
+        form=True,
         frozen=True,
         default_text="0, none",
     )

@@ -32,6 +32,7 @@ class Option:
     help: str
     group: str  # a key of config.GROUPS
     frozen: bool  # an exact resume keeps the stored value
+    form: bool  # the dashboard's launch form offers it
     default_text: str | None
     choices: tuple[Any, ...] | None
     metavar: str | None
@@ -60,6 +61,7 @@ def _options() -> dict[str, Option]:
                 help=meta["help"],
                 group=meta["group"],
                 frozen=meta["frozen"],
+                form=meta["form"],
                 default_text=meta["default_text"],
                 choices=meta["choices"],
                 metavar=meta["metavar"],

@@ -39,22 +39,9 @@ LOG_FILE = "train.log"
 ACTIVE = ("starting", "running", "stopping")  # states with a live training process
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
-# What a user may set when launching: form fields named as `flags.FLAGS`, the CLI's flags.
-# amp, channels_last: True, False or None (auto: see TrainConfig).
-LAUNCH_FLAGS: tuple[str, ...] = (
-    "data",
-    "resolution",
-    "filters",
-    "gamma",
-    "lambda_k",
-    "eta",
-    "lr",
-    "batch_size",
-)
-LAUNCH_FLAGS += ("steps", "seed", "log_every", "sample_every", "checkpoint_every")
-LAUNCH_FLAGS += ("amp", "channels_last", "hflip")
-LAUNCH_FLAGS += ("augment", "augment_p", "heldout", "score_every")  # small data (augment.py)
-LAUNCH_FLAGS += ("ema_kimg",)  # G_ema (ema.py)
+# What a user may set when launching: the options the config declares `form=True`, named as
+# the CLI's flags. amp, channels_last: True, False or None (auto: see TrainConfig).
+LAUNCH_FLAGS: tuple[str, ...] = tuple(o.flag for o in OPTIONS.values() if o.form)
 
 
 # Popen objects of the runs this process started: polling them reaps finished children.
