@@ -112,6 +112,30 @@ def test_exact_resume_matches_uninterrupted_run(tmp_path):
     assert strip(a.read_metrics()) == strip(b.read_metrics())
 
 
+def test_a_gpu_checkpoint_resumes_on_the_cpu(tmp_path, capsys):
+    """A CUDA run's noise generator keeps a 16-byte state that a CPU generator cannot take: the
+    run resumes anyway, weights, optimizers, k_t and lr exact, the noise re-seeded from (seed,
+    step), and says so. (A checkpoint written on a GPU, its generator state as CUDA saves it.)"""
+    full = tiny_config(steps=20, checkpoint_every=10)
+    runs = []
+    for name in ("a", "b"):
+        list(train(with_train(full, steps=10), tmp_path / name, dataset=TensorDataset()))
+        ckpt = RunDir(tmp_path / name).latest_checkpoint()
+        state = torch.load(ckpt / "training_state.pt", weights_only=True)
+        state["rng_z"] = torch.arange(16, dtype=torch.uint8)[None]  # as a CUDA generator's
+        torch.save(state, ckpt / "training_state.pt")
+        capsys.readouterr()
+        list(train(full, tmp_path / name, dataset=TensorDataset(), resume=True))
+        assert (
+            "from a checkpoint whose noise generator was another device's"
+            in capsys.readouterr().err
+        )
+        run = RunDir(tmp_path / name)
+        assert run.read_status()["state"] == "finished" and run.read_status()["step"] == 20
+        runs.append([(r["step"], r["k_t"], r["L_x"]) for r in run.read_metrics()])
+    assert runs[0] == runs[1]  # the re-seeding is deterministic
+
+
 def test_stop_file_checkpoints_and_resume_continues(tmp_path, dataset):
     run = RunDir(tmp_path / "r")
     records = train(tiny_config(steps=40, checkpoint_every=100), run.path, dataset=dataset)

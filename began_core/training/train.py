@@ -236,10 +236,11 @@ class Trainer:
         self.lr, self.step = self._as_lr(state["lr"]), state["step"]
         self.wall_before = state["wall_time"]
         self.saved_at = self.step
-        if not training_state.restore_rng(state, self._z_gen(), d.rank, d.world) and d.main:
+        why = training_state.restore_rng(state, self._z_gen(), d.rank, d.world)
+        if why and d.main:
             print(
-                f"note: resumed with {d.world} process(es) where {len(state['rng_z'])} saved the "
-                "checkpoint; weights, optimizers, k_t and lr are exact, the noise draws re-seeded.",
+                f"note: {why}; weights, optimizers, k_t and lr are exact, the noise draws "
+                "re-seeded.",
                 file=sys.stderr,
             )
         if d.main:

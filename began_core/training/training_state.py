@@ -58,18 +58,27 @@ def problem(path: Path) -> str | None:
     return None
 
 
-def restore_rng(state: dict[str, Any], z_gen: torch.Generator, rank: int, world: int) -> bool:
-    """Restore the RNG states; False when the number of processes changed, in which case each
-    rank's noise generator is re-seeded from (seed, step, rank) instead (still deterministic)."""
+def restore_rng(state: dict[str, Any], z_gen: torch.Generator, rank: int, world: int) -> str | None:
+    """Restore the RNG states. None when the noise draws continue exactly; else why each rank's
+    noise generator was re-seeded from (seed, step, rank) instead (still deterministic): the
+    number of processes changed, or the run moved between a CPU and a GPU, whose generators
+    keep states of different kinds (a CUDA run resumed on a CPU, or the other way round)."""
     torch.set_rng_state(state["rng_torch"])
     random.setstate(_tuple(state["rng_python"]))
-    saved = state["rng_z"]
-    if saved.shape[0] == world:
-        z_gen.set_state(saved[rank].to(z_gen.get_state().device))
-        return True
+    saved, mine = state["rng_z"], z_gen.get_state()
+    if saved.shape[0] != world:
+        why = f"resumed with {world} process(es) where {saved.shape[0]} saved the checkpoint"
+    elif saved.shape[1] != mine.numel():
+        why = (
+            f"resumed on {z_gen.device.type} from a checkpoint whose noise generator was another "
+            "device's"
+        )
+    else:
+        z_gen.set_state(saved[rank].to(mine.device))
+        return None
     words = (int(state.get("seed", 0)), int(state["step"]), rank)
     z_gen.manual_seed(int(np.random.SeedSequence(words).generate_state(1)[0]))
-    return False
+    return why
 
 
 def _lists(x: Any) -> Any:
