@@ -200,7 +200,11 @@ def _window_item(work: Path, runs: Path, out: Path) -> Item:
         members += [(p, f"bench/results/{p.name}") for p in sorted(bench.iterdir()) if p.is_file()]
     scores = runs / "scores-64.json"
     if scores.is_file():
-        members += [(scores, "docs/scores-64.json"), (scores, "runs/scores-64.json")]
+        members.append((scores, "runs/scores-64.json"))
+        # docs/scores-64.json says how the shipped generators' step was chosen: it is replaced
+        # only together with them, when this window's export is to ship (pretrained/)
+        if (read_json(work / "export.json") or {}).get("selected"):
+            members.append((scores, "docs/scores-64.json"))
     for name in ("env.txt", "tests.xml", "export.json", "stages.jsonl", "train-start.json"):
         if (work / name).is_file():
             members.append((work / name, f"window/{name}"))

@@ -79,7 +79,9 @@ def test_dry_run_packs_real_results_within_the_limits(dry_run, tmp_path):
     bench = json.loads((tmp_path / "bench/results/cpu.json").read_text())
     assert bench["dry_run"] and bench["rows"] and bench["rows"][0]["began_core"]["images_per_s"] > 0
     assert "bench/results/profile.json" in got and "window/tests.xml" in got
-    scores = json.loads((tmp_path / "docs/scores-64.json").read_text())
+    # the shipped step's record is replaced only with the shipped generators themselves
+    assert ("docs/scores-64.json" in got) == manifest["export"]["selected"]
+    scores = json.loads((tmp_path / "runs/scores-64.json").read_text())
     assert {r["run"] for r in scores["rows"]} == {"gamma0.3", "gamma0.5", "gamma0.7"}
     assert all(r["step"] >= 2 and r["heldout_fd"] > 0 for r in scores["rows"])
     assert scores["reference"]  # the shipped generators, scored to be beaten
@@ -104,9 +106,10 @@ def test_unpack_places_them_and_refuses_to_overwrite(dry_run, tmp_path):
     co = tmp_path / "checkout"
     done = window("--unpack", str(out), "--into", str(co))
     assert done.returncode == 0, done.stderr
-    assert (co / "bench/results/cpu.json").is_file() and (co / "docs/scores-64.json").is_file()
+    assert (co / "bench/results/cpu.json").is_file()
     runs = co / "runs" / "window64"
     selected = json.loads((out / "manifest.json").read_text())["export"]["selected"]
+    assert (co / "docs/scores-64.json").is_file() == selected
     for g in ("0.3", "0.5", "0.7"):
         latest = json.loads((runs / f"gamma{g}/checkpoints/latest.json").read_text())["path"]
         assert (runs / f"gamma{g}/checkpoints" / latest / "training_state.pt").is_file()
@@ -114,14 +117,14 @@ def test_unpack_places_them_and_refuses_to_overwrite(dry_run, tmp_path):
         assert (exported / f"fluent-faces-64-gamma{g}" / "model.safetensors").is_file()
     assert (runs / "scores-64.json").is_file()
 
-    (co / "docs/scores-64.json").write_text("{}\n")
+    (runs / "scores-64.json").write_text("{}\n")
     (co / "bench/results/cpu.md").unlink()
     again = window("--unpack", str(out), "--into", str(co))
-    assert again.returncode == 1 and "docs/scores-64.json" in again.stderr
+    assert again.returncode == 1 and "scores-64.json" in again.stderr
     assert "--force" in again.stderr and not (co / "bench/results/cpu.md").exists()
     forced = window("--unpack", str(out), "--into", str(co), "--force")
     assert forced.returncode == 0 and (co / "bench/results/cpu.md").is_file()
-    assert json.loads((co / "docs/scores-64.json").read_text())["rows"]
+    assert json.loads((runs / "scores-64.json").read_text())["rows"]
 
 
 def fake_runs(base: Path, checkpoint_mib: int) -> tuple[Path, Path]:
