@@ -243,13 +243,13 @@ class TrainConfig:
         group="speed",
         default_text="off: on the CPU it did not pay",
     )
-    # The whole step as one CUDA graph (training/graphed.py). None: off until its CUDA tests
-    # pass on a GPU (fast_path.GRAPH_AUTO); True needs a CUDA device and one process.
+    # The whole step as one CUDA graph (training/graphed.py). None: on for a one-process CUDA
+    # run without --compile (fast_path.GRAPH_AUTO); True needs a CUDA device and one process.
     graph: bool | None = opt(
         None,
         "the whole step as one CUDA graph (CUDA, one process)",
         group="speed",
-        default_text="off until measured on a GPU",
+        default_text="on for one CUDA process; off on the CPU",
     )
     # Augmentation of what D sees (augment.py). (An adaptive p, ADA's controller on the
     # held-out gap, was measured and did not beat a fixed p of 0.5 on the built-in faces, so it

@@ -8,11 +8,13 @@
 
 For every configuration (resolution x filters n x batch) and device it times
   - began_core: `began_core.training.step.TrainStep`, the very step `began_core.training.train` runs by default
-                (`began_core/training/fast_path.py` picks its options for the device and processor);
+                (`began_core/training/fast_path.py` picks its options for the device and processor),
+                launched eagerly: on one CUDA process `train` replays it as the graphed row;
   - fast:       the same step with every speed option that pays on (bf16 autocast among them);
   - reference:  `bench/reference.py`, plain eager float32 as peer repositories write it;
 and on CUDA two more:
-  - graphed:    the default step captured as one CUDA graph (began_core/training/graphed.py);
+  - graphed:    the default step captured as one CUDA graph (began_core/training/graphed.py),
+                what `train` runs on one CUDA process;
   - reduce-overhead: torch.compile(mode="reduce-overhead") of G and D, which graphs each
                 network's step apart (and skips a graph whose input made outside it is mutated);
 counts the FLOPs of one step (torch's FlopCounterMode on the meta device) and reports images/s,
@@ -159,7 +161,8 @@ def variants(device: torch.device, batch: int, dry_run: bool = False) -> dict[st
     pay, bench/results/cpu-options.md), and the eager reference."""
     fast = dict(amp=True, channels_last=True, fused_adam=True, compile=device.type == "cuda")
     out: dict[str, object] = {
-        "began_core": lambda m: TrainStep(m, TrainConfig(batch_size=batch), device),  # default
+        # the default step, launched eagerly (the graphed row is train's on one CUDA process)
+        "began_core": lambda m: TrainStep(m, TrainConfig(batch_size=batch, graph=False), device),
         "fast": lambda m: TrainStep(m, TrainConfig(batch_size=batch, **fast), device),
         "reference": lambda m: ReferenceStep(m),
     }
@@ -314,8 +317,13 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         "reference: plain eager float32 as peer code writes it (`bench/reference.py`). "
-        f"began_core: the step `train` runs by default, here: {result['default_path']}. "
-        "fast: every option that pays (`--amp --channels-last --fused-adam`, and "
+        f"began_core: the step `train` runs by default, here: {result['default_path']}"
+        + (
+            "; launched eagerly (`train` on one CUDA process replays it as one graph: graphed). "
+            if extra
+            else ". "
+        )
+        + "fast: every option that pays (`--amp --channels-last --fused-adam`, and "
         "`--compile` on CUDA). Speed-ups are images/s over the reference's. Each step's "
         "shares are of the ceilings of its own precision: bf16 where it ran under bf16 "
         "autocast, float32 otherwise. They count a step's FLOPs as direct "
@@ -430,7 +438,7 @@ def main() -> int:
             "cpu_model": cpu_model(),
             "cpus": os.cpu_count(),
             "native_bf16": native_bf16() if device.type == "cpu" else None,
-            "default_path": resolve(TrainConfig(), device).describe(),
+            "default_path": resolve(TrainConfig(graph=False), device).describe(),
             "torch": torch.__version__,
             "date": datetime.date.today().isoformat(),
             **({"dry_run": True} if args.dry_run else {}),

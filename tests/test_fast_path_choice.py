@@ -55,6 +55,21 @@ def test_cuda_takes_bf16_and_d_in_one_batch_everywhere():
     assert resolve(TrainConfig(), CPU).fuse_D  # also what DDP needs: one forward of D
 
 
+def test_one_cuda_process_takes_the_graph_unasked_and_others_stay_eager():
+    """Since its CUDA tests passed on a GPU (fast_path.GRAPH_AUTO), a one-process CUDA run
+    replays the step as one graph; a distributed run, a compiled one, --no-graph and the CPU
+    stay eager, and none of those is refused for it."""
+    cuda = torch.device("cuda")
+    assert fast_path.GRAPH_AUTO
+    assert resolve(TrainConfig(), cuda).graph
+    assert "one CUDA graph per step" in resolve(TrainConfig(), cuda).describe()
+    assert not resolve(TrainConfig(), cuda, processes=2).graph
+    assert not resolve(TrainConfig(compile=True), cuda).graph
+    assert not resolve(TrainConfig(graph=False), cuda).graph
+    assert not resolve(TrainConfig(), CPU).graph
+    assert resolve(TrainConfig(graph=True), cuda, processes=2).graph  # asked: step.py refuses
+
+
 def test_the_processor_is_read_not_assumed():
     units = fast_path.native_bf16()
     assert units in (None, "AMX", "AVX-512 BF16")

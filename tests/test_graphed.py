@@ -76,7 +76,7 @@ def test_graph_refusals_name_the_problem():
         fast_path.resolve(TrainConfig(graph=True), CPU)
     with pytest.raises(ConfigError, match="choose one"):
         fast_path.resolve(TrainConfig(graph=True, compile=True), torch.device("cuda"))
-    assert not fast_path.resolve(TrainConfig(), torch.device("cuda")).graph  # off until proven
+    assert fast_path.resolve(TrainConfig(), torch.device("cuda")).graph  # proven on a GPU
     assert fast_path.resolve(TrainConfig(), torch.device("cuda")).draws == "device"
     step = make_step(CPU, False)
     with pytest.raises(ConfigError, match="CUDA"):
@@ -105,8 +105,10 @@ def graph_on_the_cpu(monkeypatch):
         monkeypatch.setattr(
             fast_path,
             "resolve",
-            lambda cfg, device: dataclasses.replace(
-                resolve(dataclasses.replace(cfg, graph=None), device), draws="device", graph=graph
+            lambda cfg, device, processes=1: dataclasses.replace(
+                resolve(dataclasses.replace(cfg, graph=False), device, processes),
+                draws="device",
+                graph=graph,
             ),
         )
 
@@ -167,7 +169,7 @@ def faces_trajectory(graphed: bool, steps: int = STEPS) -> tuple[torch.Tensor, G
     data = open_dataset("fluent-faces", 32, 3)
     torch.manual_seed(0)
     model = BEGAN(ModelConfig(resolution=32, n=16, Nh=32, Nz=32)).to(cuda)
-    cfg = TrainConfig(seed=0, gamma=0.9, ema_kimg=0.5, graph=graphed or None)
+    cfg = TrainConfig(seed=0, gamma=0.9, ema_kimg=0.5, graph=graphed)
     step = TrainStep(model, cfg, cuda, augment=Augment(("translation", "cutout"), 0.5, seed=0))
     run = GraphedStep(step) if graphed else step
     order = torch.Generator().manual_seed(0)

@@ -267,7 +267,7 @@ def device_draws(monkeypatch):
     """Train on the CPU with CUDA's augmentation mode."""
     resolve = fast_path.resolve
     monkeypatch.setattr(
-        fast_path, "resolve", lambda cfg, device: dataclasses.replace(resolve(cfg, device), draws="device")
+        fast_path, "resolve", lambda cfg, device, processes=1: dataclasses.replace(resolve(cfg, device, processes), draws="device")
     )  # fmt: skip
 
 

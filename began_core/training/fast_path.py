@@ -15,9 +15,11 @@ On CUDA two more choices follow. The augmentation's parameters are drawn on the 
 (augment.py's "device" draws), so that the step asks nothing of the host; the CPU keeps its
 numpy draws, which its runs have always used. And the whole step may run as one CUDA graph
 (graphed.py: one launch for the step's ~850 kernels, where the host's launches were the
-bottleneck). `GRAPH_AUTO` says whether a CUDA run takes the graph unasked: False until the CUDA
-tests (`tests/test_graphed.py`, graphed tracks eager, exact resume across modes) have passed on
-a GPU, so `--graph` asks for it meanwhile.
+bottleneck). `GRAPH_AUTO` says whether a CUDA run takes the graph unasked: it was False until
+the CUDA tests (`tests/test_graphed.py`: graphed tracks eager, never synchronises, exact resume
+across modes) had passed on a GPU. They passed on an H200 (2026-12-04), where the graphed step
+was the fastest at every size measured (bench/results/cuda.md). A distributed run, and one that
+asks for --compile, stays eager; `--no-graph` keeps any run eager.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 from ..config import ConfigError, TrainConfig
 
 # Whether CUDA runs take the whole-step CUDA graph by default; see the module's docstring.
-GRAPH_AUTO = False
+GRAPH_AUTO = True
 
 
 def native_bf16() -> str | None:
@@ -78,8 +80,9 @@ class FastPath:
         return {**asdict(self), "summary": self.describe()}
 
 
-def resolve(cfg: TrainConfig, device: torch.device) -> FastPath:
-    """The options `cfg` asks for, with every None ("auto") decided for `device`.
+def resolve(cfg: TrainConfig, device: torch.device, processes: int = 1) -> FastPath:
+    """The options `cfg` asks for, with every None ("auto") decided for `device` and the
+    number of training `processes` (the graph is one process's).
 
     What was measured (bench/results/cpu-options.md, a 2-core AMD EPYC with AVX-512 BF16): bf16
     autocast 1.3x to 1.7x float32 with channels_last; torch.compile of G and D nothing at 64x64
@@ -97,7 +100,8 @@ def resolve(cfg: TrainConfig, device: torch.device) -> FastPath:
     else:
         reason, bf16 = device.type, False
     amp = bf16 if cfg.amp is None else cfg.amp
-    graph = (cuda and GRAPH_AUTO and not cfg.compile) if cfg.graph is None else cfg.graph
+    auto_graph = cuda and GRAPH_AUTO and not cfg.compile and processes == 1
+    graph = auto_graph if cfg.graph is None else cfg.graph
     if graph and not cuda:
         raise ConfigError(
             f"--graph captures the training step as a CUDA graph; this run is on {device.type}. "

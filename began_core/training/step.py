@@ -57,7 +57,7 @@ class TrainStep:
         self.augment = augment  # T, when D sees augmented images (augment.py)
         self.d = d = d or Dist()
         # The fast path: each None ("auto") option of cfg decided for this device.
-        self.path = path = fast_path.resolve(cfg, device)
+        self.path = path = fast_path.resolve(cfg, device, d.world)
         if path.graph and d.active:
             raise ConfigError(
                 "--graph captures one process's step; a distributed run stays eager (DDP's "
