@@ -248,7 +248,7 @@ class Explorer:
             parts.append(f"trained on `{ckpt.data}`")
         if model.G_ema is not None:
             parts.append(f"generating with {model.generator} (it has G and G_ema)")
-        if not getattr(model, "has_discriminator", True):
+        if not model.has_discriminator:
             parts.append("generator only")
         return ", ".join(parts)
 

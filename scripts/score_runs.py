@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from began_core.checkpoints import generators
-from began_core.checkpoints.hub import load, read_training
+from began_core.checkpoints.hub import find_checkpoints, load, read_training
 from began_core.data.sources import open_dataset
 from began_core.evaluation.evaluate import evaluate
 from began_core.evaluation.report import ema_table
@@ -74,7 +74,9 @@ def score(
     if compare:
         for gamma in GAMMAS:
             # The generators shipped now, whatever their size, all scored at `compare`.
-            for folder in sorted(shipped.glob(f"*-gamma{gamma}")):
+            for folder in [
+                f for f in find_checkpoints(shipped) if f.name.endswith(f"-gamma{gamma}")
+            ]:
                 key = f"{folder.name}@{compare}"
                 if key not in reference:
                     result = evaluate(folder, n=n, resolution=compare)

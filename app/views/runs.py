@@ -151,17 +151,19 @@ def checkpoint_samples(path: str, mtime_ns: int) -> bytes:
     """A grid of 64 samples of a checkpoint, upscaled like the training grids."""
     import io
 
+    import numpy as np
     import torch
+    from PIL import Image
 
     from began_core.checkpoints.hub import load
-    from began_core.data.images import make_grid
+    from began_core.data.images import make_grid, upscale
 
     model = load(path)
     with torch.inference_mode():
         z = model.sample_z(64, generator=torch.Generator().manual_seed(0))
         grid = make_grid(model.generate(z), nrow=8)
     factor = max(1, round(widgets.GRID_WIDTH / grid.width))
-    grid = grid.resize((grid.width * factor, grid.height * factor), resample=0)  # nearest
+    grid = Image.fromarray(upscale(np.asarray(grid), factor))
     buf = io.BytesIO()
     grid.save(buf, format="PNG")
     return buf.getvalue()
