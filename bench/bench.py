@@ -50,7 +50,7 @@ from began_core.training.fast_path import native_bf16, resolve
 from began_core.training.graphed import GraphedStep
 from began_core.training.step import TrainStep
 from bench.reference import ReferenceStep
-from bench.tables import grid_table
+from bench.tables import graphed_table, grid_table, target_lines
 
 FULL = {"resolution": [32, 64, 128], "n": [32, 64, 128], "batch": [16, 64]}
 QUICK = {"resolution": [32], "n": [16, 32], "batch": [16]}
@@ -286,34 +286,8 @@ def markdown(result: dict) -> str:
     ]
     extra = [r for r in result["rows"] if "graphed" in r or "reduce-overhead" in r]
     if extra:
-        lines += [
-            "",
-            "| res | n | batch | graphed img/s | speed-up | of ceilings (mm / conv) "
-            "| reduce-overhead img/s | speed-up |",
-            "|" + " --- |" * 8,
-        ]
-        for r in extra:
-
-            def cell(v: dict, share: bool = True) -> str:
-                if "images_per_s" not in v:
-                    what = "failed" if "error" in v else "not run"
-                    return f"{what} |" + (" |" if share else "") + " |"
-                s = f"{v['images_per_s']:.1f} | {v['speedup']:.2f}x |"
-                if share:
-                    s += f" {100 * v['of_ceiling']:.0f}% / {100 * v['of_conv_ceiling']:.0f}% |"
-                return s
-
-            lines.append(
-                f"| {r['resolution']} | {r['n']} | {r['batch']} | "
-                f"{cell(r.get('graphed', {}))} {cell(r.get('reduce-overhead', {}), False)}"
-            )
-    for t in result.get("targets", []):
-        res, n, batch = t["config"]
-        got = "not measured" if t["graphed"] is None else f"{t['graphed']:.2f}"
-        lines.append(
-            f"\nTarget {res}x{res}, n={n}, batch {batch}: graphed {t['measure']} {got} "
-            f"against {t['target']:g}: {'met' if t['met'] else 'missed'}."
-        )
+        lines += ["", graphed_table(result)]
+    lines += [f"\n{line}" for line in target_lines(result)]
     lines += [
         "",
         "reference: plain eager float32 as peer code writes it (`bench/reference.py`). "

@@ -83,6 +83,46 @@ def grid_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def graphed_table(result: dict) -> str:
+    """bench/bench.py on CUDA: the graphed step and torch.compile's reduce-overhead, each as a
+    speed-up over the reference of its row."""
+    lines = [
+        "| res | n | batch | graphed img/s | speed-up | of ceilings (mm / conv) "
+        "| reduce-overhead img/s | speed-up |",
+        _rule(8),
+    ]
+
+    def cell(v: dict, share: bool = True) -> str:
+        if "images_per_s" not in v:
+            what = "failed" if "error" in v else "not run"
+            return f"{what} |" + (" |" if share else "") + " |"
+        s = f"{v['images_per_s']:.1f} | {v['speedup']:.2f}x |"
+        if share:
+            s += f" {100 * v['of_ceiling']:.0f}% / {100 * v['of_conv_ceiling']:.0f}% |"
+        return s
+
+    for r in result["rows"]:
+        if "graphed" in r or "reduce-overhead" in r:
+            lines.append(
+                f"| {r['resolution']} | {r['n']} | {r['batch']} | "
+                f"{cell(r.get('graphed', {}))} {cell(r.get('reduce-overhead', {}), False)}"
+            )
+    return "\n".join(lines)
+
+
+def target_lines(result: dict) -> list[str]:
+    """bench/bench.py on CUDA: the issue's targets for the graphed step, each met or missed."""
+    out = []
+    for t in result.get("targets", []):
+        res, n, batch = t["config"]
+        got = "not measured" if t["graphed"] is None else f"{t['graphed']:.2f}"
+        out.append(
+            f"Target {res}x{res}, n={n}, batch {batch}: graphed {t['measure']} {got} "
+            f"against {t['target']:g}: {'met' if t['met'] else 'missed'}."
+        )
+    return out
+
+
 def start_up_table(result: dict) -> str:
     """bench/start_up.py: each run's lines with their times, and its longest silence."""
     lines = [

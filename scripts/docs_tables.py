@@ -184,6 +184,11 @@ TABLES: dict[str, Table] = {
     "cpu-options-64": Table("bench/results/cpu-options.json", cpu_options_table(64, 32)),
     "cpu-options-32": Table("bench/results/cpu-options.json", cpu_options_table(32, 16)),
     "cpu-grid": Table("bench/results/cpu.json", tables.grid_table),
+    "cuda-grid": Table("bench/results/cuda.json", tables.grid_table),
+    "cuda-graphed": Table(
+        "bench/results/cuda.json",
+        lambda r: "\n\n".join([tables.graphed_table(r), *tables.target_lines(r)]),
+    ),
     "ema-32-heldout": Table("docs/scores-32.json", ema_table("heldout_fd")),
     "ema-32-evaluate": Table("docs/scores-32.json", ema_table("classifier_fd")),
     "small-data": Table("docs/small-data.json", small_data_table),
