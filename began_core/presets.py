@@ -78,14 +78,18 @@ def preset_flags(name: str) -> dict[str, Any]:
 
 # The classroom (classroom/began2d.py): the 5x5 grid, learning with a gain large enough to
 # see k_t move within seconds; "speed" is steps per frame and "view" what D auto-encodes.
-CLASSROOM: dict[str, Any] = {
-    "data": "grid",
-    "seed": 0,
-    "gamma": 0.5,
-    "lambda_k": 0.1,
-    "eta": 1,
-    "lr_D": 1e-3,
-    "lr_G": 1e-3,
-    "speed": 20,
-    "view": "blob",
-}
+# Its flags are the page's settings (app/views/classroom.py), not `train`'s.
+CLASSROOM = Preset(
+    "the classroom's 2-D BEGAN on the 5x5 grid: gamma 0.5, lambda_k 0.1, Adam at 1e-3 for G and D",
+    {
+        "data": "grid",
+        "seed": 0,
+        "gamma": 0.5,
+        "lambda_k": 0.1,
+        "eta": 1,
+        "lr_D": 1e-3,
+        "lr_G": 1e-3,
+        "speed": 20,
+        "view": "blob",
+    },
+)

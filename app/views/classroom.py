@@ -21,7 +21,7 @@ from began_core.presets import CLASSROOM
 FRAME_S = 0.1  # ask for a frame every 0.1 s while playing: train `speed` steps, then redraw
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3)
 LAMBDA_KS = (0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
-DEFAULTS = dict(CLASSROOM)  # began_core/presets.py
+DEFAULTS = dict(CLASSROOM.flags)  # began_core/presets.py
 VIEWS = {  # what D auto-encodes -> the design
     "blob": ("a blob image per point", Design()),  # 16x16, the default
     "point": ("the raw point, code 2", Design(view="point", code=2)),  # learns the identity
