@@ -37,6 +37,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.tables import target_lines  # the standard library only, like this script
+
 ROOT = Path(__file__).resolve().parents[1]
 GAMMAS = ("0.3", "0.5", "0.7")
 MiB = 1 << 20
@@ -545,13 +547,7 @@ def _bench_lines(work: Path) -> list[str]:
             f"Bench ({path.name}, {result.get('hardware')}): {len(done)} configurations "
             f"measured{' (a dry run)' if result.get('dry_run') else ''}."
         )
-        for t in result.get("targets", []):
-            res, n, batch = t["config"]
-            got = "not measured" if t["graphed"] is None else f"{t['graphed']:.2f}"
-            lines.append(
-                f"- target {res}x{res}, n={n}, batch {batch}: graphed {t['measure']} {got} "
-                f"against {t['target']:g}: {'met' if t['met'] else 'missed'}"
-            )
+        lines += [f"- {line}" for line in target_lines(result)]
     tests = work / "tests.xml"
     if tests.is_file():
         import xml.etree.ElementTree as ET
