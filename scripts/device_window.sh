@@ -90,7 +90,9 @@ else
   runs=${runs:-runs/window64} work=${work:-runs/window-work}
   device=cuda every=1000 until=1000000000 score_n=562 export_n='' stop_at=${stop_at:-0} grace=60 reserve_score=45
   reserve_export=90 reserve_pack=30 min_train=30 busy=4 stop_margin=15
-  toy=(--ema-kimg 1 --ema-sweep '0.5,2,5,10')
+  # a checkpoint (23 MiB at 64x64, n=32) every 1,000 steps, the scoring's interval: graphed, a
+  # run makes 500 steps in a few seconds, and writing one every 500 would take a share of them
+  toy=(--ema-kimg 1 --ema-sweep '0.5,2,5,10' --checkpoint-every 1000)
   bench_args=(--device cuda --profile --min-s 1.5)
 fi
 [ "$budget" -ge 60 ] || die "--budget $budget is too short: the stages need a minute at least"
