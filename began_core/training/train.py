@@ -12,8 +12,6 @@ where the last checkpoint left off: weights, both Adam states, k_t, learning rat
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
@@ -29,8 +27,7 @@ import torch
 
 from .. import __version__
 from ..checkpoints import generators
-from ..checkpoints.checkpoint_checks import check_config
-from ..checkpoints.hub import CheckpointError, describe_mismatch, load, save_pretrained
+from ..checkpoints.hub import save_pretrained
 from ..checkpoints.model_card import model_card, training_record
 from ..config import ConfigError, RunConfig, parse_policy
 from ..data.dataset import ImageDataset
@@ -39,24 +36,23 @@ from ..data.images import save_grid
 from ..data.sources import open_dataset
 from ..equilibrium import balance
 from ..faults import write_error
-from ..flags import FROZEN
-from ..nn import ema
 from ..nn.model import BEGAN
 from ..runs.run_dir import RunDir
 from ..runs.run_lock import RunLock
 from . import distributed, heldout, training_state
 from .augment import Augment
 from .batches import Batches
-from .distributed import Dist, hardware_name
+from .distributed import hardware_name
 from .graphed import GraphedStep
+from .resume import check_resume, check_sizes, restore_weights
 from .schedule import PlateauHalving
 from .scoring import HeldoutScore
 from .step import TrainStep
+from .tallies import RankLog, Sums
 
 log = logging.getLogger(__name__)
 
 SAMPLE_GRID = 64  # images in every sample grid, from one fixed z
-MAX_BATCH = 4096  # images per step, at most: far beyond any BEGAN recipe, short of a memory blow-up
 
 
 class NonFiniteLossError(RuntimeError):
@@ -123,10 +119,10 @@ class Trainer:
         run, d = self.run, self.d
         if d.main and run.stop_requested() and run.stop_path.stat().st_mtime < self.started:
             run.clear_stop()
-        self.rank_log = _RankLog(d)
+        self.rank_log = RankLog(d)
         # What every checkpoint states about the run (its command, its data), read once.
         self.run_meta = run.read_config_dict().get("meta", {}) if d.main else {}
-        self.sums = _Sums(self.device)
+        self.sums = Sums(self.device)
         self.last: dict[str, Any] = {}  # the newest metric record
         self.pending: dict[str, Any] = {}  # measurements made between two records
         self.t_start = self.t_log = time.perf_counter()
@@ -144,12 +140,12 @@ class Trainer:
         if cfg_t.deterministic:
             torch.use_deterministic_algorithms(True)
         # Bounded before anything is allocated or decoded: a config.json is untrusted input.
-        _check_sizes(config, str(run.config_path) if resume else "the configuration")
+        check_sizes(config, str(run.config_path) if resume else "the configuration")
         if d.main and run.exists():
             # Before the checkpoint is chosen (nobody writes a newer one) and before the data
             # and the networks: a second writer is refused at once, not minutes later.
             self.lock.acquire()
-        checkpoint = _check_resume(run, config) if resume else None
+        checkpoint = check_resume(run, config) if resume else None
         if not resume and run.latest_checkpoint() is not None:
             raise ConfigError(
                 f"{run.path} already holds a run with checkpoints; resume it with --resume "
@@ -226,7 +222,7 @@ class Trainer:
     def _restore(self, checkpoint: Path) -> None:
         """Weights, both Adam states, k_t, lr, the plateau rule and the RNG states."""
         d, run, step_fn = self.d, self.run, self.step_fn
-        _restore_weights(self.model, step_fn.averages, checkpoint, self.device, d.main)
+        restore_weights(self.model, step_fn.averages, checkpoint, self.device, d.main)
         state = training_state.load(checkpoint)
         step_fn.opt_G.load_state_dict(state["opt_G"])
         step_fn.opt_D.load_state_dict(state["opt_D"])
@@ -519,96 +515,8 @@ class Trainer:
             self.lock.release()
 
 
-class _RankLog:
-    """Diagnostics for distributed runs: with BEGAN_RANK_LOG_DIR set, every rank appends its own
-    (not averaged) losses per logging interval to rank{r}.jsonl there, then its final k_t, lr
-    and a digest of its weights. The run directory itself stays rank 0's alone."""
-
-    def __init__(self, d: Dist) -> None:
-        folder = os.environ.get("BEGAN_RANK_LOG_DIR")
-        self.path = Path(folder) / f"rank{d.rank}.jsonl" if folder else None
-        self.total: torch.Tensor | float = 0.0
-        self.count = 0
-
-    def add(self, local: torch.Tensor) -> None:
-        if self.path:
-            self.total, self.count = self.total + local.detach().double(), self.count + 1
-
-    def write(self, step: int, k_t: float, lr: float) -> None:
-        if self.path and self.count:
-            L_x, L_G, L_D = torch.as_tensor(self.total / self.count).tolist()
-            self._append({"step": step, "L_x": L_x, "L_G": L_G, "L_D": L_D, "k_t": k_t, "lr": lr})
-            self.total, self.count = 0.0, 0
-
-    def final(self, model: BEGAN, k_t: float, lr: float) -> None:
-        if self.path:
-            digest = hashlib.sha256()
-            for name, p in sorted(model.state_dict().items()):
-                digest.update(name.encode() + p.detach().cpu().numpy().tobytes())
-            self._append({"final": True, "k_t": k_t, "lr": lr, "weights": digest.hexdigest()})
-
-    def _append(self, record: dict[str, Any]) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
-
-class _Sums:
-    """Per-step values summed on the device; read (one host sync) once per logging interval."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.count = device, 0
-        self.totals: dict[str, torch.Tensor | float] = {}
-
-    def add(self, **values: torch.Tensor) -> None:
-        for k, v in values.items():
-            self.totals[k] = self.totals.get(k, 0.0) + v
-        self.count += 1
-
-    def pop(self) -> dict[str, float]:
-        keys = list(self.totals)
-        stacked = torch.stack([torch.as_tensor(self.totals[k], device=self.device) for k in keys])
-        means = (stacked.double() / max(self.count, 1)).tolist()
-        self.totals, self.count = {}, 0
-        return dict(zip(keys, means, strict=True))
-
-
 def _generators(model: BEGAN) -> list[str]:
     return ["G"] + (["G_ema"] if model.G_ema is not None else [])
-
-
-def _restore_weights(
-    model: BEGAN,
-    averages: ema.Averages | None,
-    checkpoint: Path,
-    device: torch.device,
-    main: bool,
-) -> None:
-    """G, D and the averages from a checkpoint. A run that kept no G_ema before gains one,
-    started from G as it is now; one resumed without G_ema drops it."""
-    loaded = load(checkpoint, device=device, expect=model.config).state_dict()
-    gains = model.G_ema is not None and not any(k.startswith("G_ema.") for k in loaded)
-    if model.G_ema is None:
-        loaded = {k: v for k, v in loaded.items() if not k.startswith("G_ema.")}
-    missing, unexpected = model.load_state_dict(loaded, strict=False)
-    if unexpected or any(not k.startswith("G_ema.") for k in missing):
-        raise CheckpointError(f"{checkpoint} does not fit this model: {missing or unexpected}")
-    if averages is None:
-        return
-    if gains:
-        averages.reset_to_G()
-        started = list(averages.nets)
-    else:
-        started = averages.load_sweep_state(generators.load_sweep(checkpoint))
-    if started and main:
-        kimgs = ", ".join(f"{k:g}" for k in started)
-        print(
-            f"note: {checkpoint.name} kept no average of G at half-life {kimgs} kimg; it starts "
-            "from G as it is at this step.",
-            file=sys.stderr,
-        )
 
 
 def _carry(step: int, carry_steps: int, enabled: bool) -> float:
@@ -624,42 +532,3 @@ def _check_finite(model: BEGAN, step: int) -> None:
                 f"parameter {name} became non-finite by step {step}; the last good checkpoint is "
                 "kept. Try a lower --lr."
             )
-
-
-def _check_sizes(config: RunConfig, where: str) -> None:
-    """The bounds a model folder is held to (checkpoint_checks), and a batch size that fits."""
-    try:
-        check_config(config.model, where)
-    except CheckpointError as e:
-        raise ConfigError(str(e).replace("not loaded", "not trained")) from None
-    if config.train.batch_size > MAX_BATCH:
-        raise ConfigError(
-            f"{where} asks for batch_size={config.train.batch_size}, above the limit of "
-            f"{MAX_BATCH}: not trained (BEGAN's batch is 16; a GPU takes a few hundred)."
-        )
-
-
-def _check_resume(run: RunDir, config: RunConfig) -> Path:
-    if not run.exists():
-        raise ConfigError(f"cannot resume {run.path}: it is not a run directory (no config.json).")
-    checkpoint = run.resume_checkpoint(training_state.problem)
-    if checkpoint is None:
-        none = (
-            "all its checkpoints are damaged" if run.checkpoints() else "it has no checkpoint yet"
-        )
-        raise ConfigError(f"cannot resume {run.path}: {none}; start it afresh.")
-    stored = run.read_config()
-    _check_sizes(stored, str(run.config_path))
-    if stored.model != config.model:
-        raise CheckpointError(
-            f"cannot resume {run.path} with another model: {describe_mismatch(config.model, stored.model)}."
-        )
-    # What the config declares frozen (config.opt): the trajectory depends on it.
-    changed = [k for k in FROZEN["train"] if getattr(stored.train, k) != getattr(config.train, k)]
-    if changed or stored.data != config.data:
-        what = ", ".join(changed + (["data"] if stored.data != config.data else []))
-        raise ConfigError(
-            f"cannot resume {run.path} with different {what}: an exact resume needs the stored "
-            "values; resume without those options, or start a new run."
-        )
-    return checkpoint
