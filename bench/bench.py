@@ -267,9 +267,10 @@ def generation_latency(device: torch.device, repeats: int = 50, small: bool = Fa
 
 def markdown(result: dict) -> str:
     c, c16 = result["ceilings"], result["ceilings_bf16"]
+    host = f"{result.get('cpu_model') or result['hardware']}, {result['cpus']} cores"
+    where = f"{result['hardware']}, host {host}" if result["device"] == "cuda" else host
     lines = [
-        f"### {result['device']} ({result.get('cpu_model') or result['hardware']}, "
-        f"{result['cpus']} cores), {result['date']}",
+        f"### {result['device']} ({where}), {result['date']}",
         "",
         f"torch {result['torch']}. Float32 ceilings: matrix product {c['matmul']:.0f} GFLOP/s, "
         f"3x3 convolution {c['conv3x3']:.0f} GFLOP/s; bf16 ceilings {c16['matmul']:.0f} and "
