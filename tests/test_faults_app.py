@@ -127,8 +127,10 @@ def test_a_markdown_run_name_reads_as_spelled_in_the_browser(tmp_path):
             page.locator(".legendtext").first.wait_for()
             legend = page.locator(".legendtext").all_text_contents()
             assert f"{MARKUP_NAME} (γ=0.5)" in legend
-            captions = main.get_by_test_id("stImageCaption").all_inner_texts()
-            assert f"{MARKUP_NAME} (γ=0.5), step 80" in captions  # a caption is plain text
+            caption = f"{MARKUP_NAME} (γ=0.5), step 80"
+            images = main.get_by_test_id("stImageCaption")
+            images.filter(has_text=caption).first.wait_for()  # the grids come after the plot
+            assert caption in images.all_inner_texts()  # a caption is plain text
 
 
 def test_dashboard_says_what_is_wrong_with_a_hand_edited_config(runs_dir):
